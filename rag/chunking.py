@@ -1,0 +1,105 @@
+"""Japanese-aware chunking: sentences and bullet lines packed into page-bound chunks.
+
+Invariants: a chunk never spans two pages; its text is exactly
+``page.text[start:end]``; a heading line is never the last unit of a chunk (it
+travels with the body that follows); consecutive chunks share
+``overlap_sentences`` whole sentences.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+
+from rag.config import ChunkingSettings
+from rag.normalize import BULLET_START, SENTENCE_END
+from rag.schema import Chunk, Page
+
+_SENTENCE = re.compile(rf"[^{SENTENCE_END}]*[{SENTENCE_END}]+[」』）)]*|[^{SENTENCE_END}]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Unit:
+    start: int
+    end: int
+    heading: bool
+
+
+def _is_heading(line: str, is_last: bool) -> bool:
+    # A short line with no sentence end that is not a bullet item introduces what follows.
+    return (
+        not is_last
+        and len(line) <= 40
+        and line[-1] not in SENTENCE_END
+        and not BULLET_START.match(line)
+    ) or (line.startswith(("<", "＜", "【")) and not is_last)
+
+
+def _units(text: str, max_chars: int) -> Iterator[_Unit]:
+    offset = 0
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.strip():
+            heading = _is_heading(line, is_last=i == len(lines) - 1)
+            for m in _SENTENCE.finditer(line):
+                if not m.group(0).strip():
+                    continue
+                s, e = offset + m.start(), offset + m.end()
+                # An over-long sentence (tables flattened into one line) is cut at commas, then hard.
+                while e - s > max_chars:
+                    window = text[s : s + max_chars]
+                    cut = max(window.rfind("、"), window.rfind(" "), window.rfind("，"))
+                    cut = cut + 1 if cut > max_chars // 2 else max_chars
+                    yield _Unit(s, s + cut, False)
+                    s += cut
+                yield _Unit(s, e, heading)
+        offset += len(line) + 1
+
+
+def chunk_page(page: Page, settings: ChunkingSettings) -> list[Chunk]:
+    units = list(_units(page.text, settings.max_chars))
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(units):
+        j = i
+        size = 0
+        while j < len(units):
+            unit_len = units[j].end - units[j].start
+            if j > i and size + unit_len > settings.target_chars and not units[j - 1].heading:
+                break
+            if j > i and size + unit_len > settings.max_chars:
+                break
+            size += unit_len
+            j += 1
+        # Do not end on a heading when something follows it.
+        while j - 1 > i and units[j - 1].heading and j < len(units):
+            j -= 1
+        start, end = units[i].start, units[j - 1].end
+        chunks.append(
+            Chunk(
+                id=Chunk.make_id(page.source, page.page, start),
+                source=page.source,
+                page=page.page,
+                heading=page.heading,
+                text=page.text[start:end],
+                start=start,
+                end=end,
+            )
+        )
+        if j >= len(units):
+            break
+        # Step back by whole sentences for overlap, but always make progress.
+        i = max(j - settings.overlap_sentences, i + 1)
+    return chunks
+
+
+def chunk_pages(pages: Iterable[Page], settings: ChunkingSettings) -> list[Chunk]:
+    return [chunk for page in pages for chunk in chunk_page(page, settings)]
+
+
+def indexable_text(chunk: Chunk) -> str:
+    """Text given to BM25 and the embedder: the page heading gives a chunk its topic."""
+    if chunk.text.startswith(chunk.heading):
+        return chunk.text
+    return f"{chunk.heading}\n{chunk.text}"

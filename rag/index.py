@@ -1,0 +1,518 @@
+"""The search index: one small interface, one embedded implementation.
+
+:class:`SearchIndex` is everything the retriever and the ingester need.  The
+embedded :class:`LocalIndex` keeps chunks and pages in SQLite, vectors in
+FAISS's own file format and BM25 in bm25s's own format (numpy arrays saved
+without pickle, JSON vocabulary), so loading an index never executes code.
+A distributed engine (OpenSearch with a Japanese analyzer and k-NN) can
+implement the same protocol without the retriever noticing.
+
+On disk an index folder holds ``CURRENT`` (the name of the live version) and
+version folders.  A commit builds a new version in a temporary folder, renames
+it into place and then replaces ``CURRENT`` atomically, so a crash leaves the
+previous index intact and a reader never sees a half-written one.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Collection, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from rag.chunking import indexable_text
+from rag.schema import Chunk, Page, SourceInfo
+from rag.tokenize import get_splitter
+
+FORMAT_VERSION = 1
+CURRENT = "CURRENT"
+_MANIFEST = "manifest.json"
+_CHUNKS = "chunks.sqlite"
+_DENSE = "dense.faiss"
+_BM25 = "bm25"
+
+
+class IndexError_(Exception):
+    """Base for index problems; the message is one line a user can act on."""
+
+
+class IndexNotFound(IndexError_):
+    pass
+
+
+class IndexIncompatible(IndexError_):
+    pass
+
+
+@dataclass
+class Manifest:
+    embedder: str
+    dimension: int
+    tokenizer: str
+    chunking: dict
+    format_version: int = FORMAT_VERSION
+    dense_index: str = "flat"
+    built_at: str = ""
+    sources: dict[str, dict] = field(default_factory=dict)
+
+    @property
+    def chunk_count(self) -> int:
+        return sum(s["chunks"] for s in self.sources.values())
+
+    @property
+    def page_count(self) -> int:
+        return sum(s["pages"] for s in self.sources.values())
+
+    def source_infos(self) -> list[SourceInfo]:
+        return [
+            SourceInfo(
+                source=name,
+                sha256=s["sha256"],
+                title=s.get("title", name),
+                pages=s["pages"],
+                chunks=s["chunks"],
+                problems=tuple(s.get("problems", ())),
+            )
+            for name, s in sorted(self.sources.items())
+        ]
+
+
+class SearchIndex(Protocol):
+    """What retrieval and ingestion need from an index.  Scores: higher is better."""
+
+    manifest: Manifest
+
+    def sparse_search(self, query: str, k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]: ...
+
+    def dense_search(
+        self, vector: np.ndarray, k: int, sources: Collection[str] | None = None
+    ) -> list[tuple[str, float]]: ...
+
+    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]: ...
+
+    def get_page(self, source: str, page: int) -> Page | None: ...
+
+    def add_source(self, info: SourceInfo, pages: Sequence[Page], chunks: Sequence[Chunk], vectors: np.ndarray) -> None: ...
+
+    def delete_source(self, source: str) -> None: ...
+
+    def commit(self) -> None: ...
+
+
+# ---------------------------------------------------------------- reading
+
+
+def read_manifest(index_dir: Path) -> Manifest:
+    version_dir = _current_version(index_dir)
+    return _load_manifest(version_dir)
+
+
+def _current_version(index_dir: Path) -> Path:
+    pointer = index_dir / CURRENT
+    if not pointer.is_file():
+        raise IndexNotFound(f"索引がありません（{index_dir}）。`rag ingest` で作成してください")
+    version_dir = index_dir / pointer.read_text(encoding="utf-8").strip()
+    if not version_dir.is_dir():
+        raise IndexNotFound(f"索引が壊れています（{version_dir} がありません）。`rag ingest --rebuild` で作り直してください")
+    return version_dir
+
+
+def _load_manifest(version_dir: Path) -> Manifest:
+    try:
+        data = json.loads((version_dir / _MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexIncompatible(f"索引の manifest を読めません（{exc}）。`rag ingest --rebuild` で作り直してください") from None
+    if data.get("format_version") != FORMAT_VERSION:
+        raise IndexIncompatible(
+            f"索引の形式が古いか新しすぎます（形式 {data.get('format_version')}、このバージョンは {FORMAT_VERSION}）。"
+            "`rag ingest --rebuild` で作り直してください"
+        )
+    known = {f for f in Manifest.__dataclass_fields__}
+    return Manifest(**{k: v for k, v in data.items() if k in known})
+
+
+class LocalIndex:
+    """FAISS + bm25s + SQLite in one folder.  Reads are thread-safe; writes are staged until :meth:`commit`."""
+
+    def __init__(self, index_dir: Path, manifest: Manifest, version_dir: Path | None, settings_hnsw: tuple[int, int, int]):
+        self.index_dir = Path(index_dir)
+        self.manifest = manifest
+        self.version_dir = version_dir
+        self._exact_max, self._hnsw_m, self._ef_search = settings_hnsw
+        self._lock = threading.Lock()
+        self._splitter = get_splitter(manifest.tokenizer)
+        self._db: sqlite3.Connection | None = None
+        self._ids: list[str] = []
+        self._row_of: dict[str, int] = {}
+        self._row_source: np.ndarray = np.zeros(0, dtype=np.int32)
+        self._source_names: list[str] = []
+        self._bm25 = None
+        self._faiss = None
+        self._staged: _Staging | None = None
+        if version_dir is not None:
+            self._load(version_dir)
+
+    # -- construction
+
+    @classmethod
+    def open(
+        cls,
+        index_dir: Path,
+        embedder: str | None = None,
+        dimension: int | None = None,
+        hnsw: tuple[int, int, int] = (50_000, 32, 128),
+    ) -> LocalIndex:
+        """Open the live version.  Refuses an index built with another embedder when ``embedder`` is given."""
+        version_dir = _current_version(Path(index_dir))
+        manifest = _load_manifest(version_dir)
+        if embedder is not None and (manifest.embedder != embedder or (dimension and manifest.dimension != dimension)):
+            raise IncompatibleEmbedder(manifest.embedder, manifest.dimension, embedder)
+        return cls(index_dir, manifest, version_dir, hnsw)
+
+    @classmethod
+    def empty(cls, index_dir: Path, manifest: Manifest, hnsw: tuple[int, int, int] = (50_000, 32, 128)) -> LocalIndex:
+        return cls(index_dir, manifest, None, hnsw)
+
+    def _load(self, version_dir: Path) -> None:
+        import bm25s
+        import faiss
+
+        db = sqlite3.connect(f"file:{version_dir / _CHUNKS}?mode=ro", uri=True, check_same_thread=False)
+        rows = db.execute("SELECT id, source FROM chunks ORDER BY row").fetchall()
+        self._db = db
+        self._ids = [r[0] for r in rows]
+        self._row_of = {cid: i for i, cid in enumerate(self._ids)}
+        self._source_names = sorted(self.manifest.sources)
+        source_no = {name: i for i, name in enumerate(self._source_names)}
+        self._row_source = np.array([source_no.get(r[1], -1) for r in rows], dtype=np.int32)
+        if rows:
+            self._bm25 = bm25s.BM25.load(str(version_dir / _BM25), allow_pickle=False, show_progress=False)
+            self._faiss = faiss.read_index(str(version_dir / _DENSE))
+            if self._faiss.ntotal != len(rows):
+                raise IndexIncompatible("索引のベクトル数とチャンク数が一致しません。`rag ingest --rebuild` で作り直してください")
+            if hasattr(self._faiss, "hnsw"):
+                self._faiss.hnsw.efSearch = self._ef_search
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+    # -- reading
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def _source_mask(self, sources: Collection[str] | None) -> np.ndarray | None:
+        if not sources:
+            return None
+        wanted = [i for i, name in enumerate(self._source_names) if name in set(sources)]
+        return np.isin(self._row_source, wanted)
+
+    def sparse_search(self, query: str, k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]:
+        if self._bm25 is None:
+            return []
+        tokens = [t for t in self._splitter(query) if t in self._bm25.vocab_dict]
+        if not tokens:
+            return []
+        mask = self._source_mask(sources)
+        scores = self._bm25.get_scores(tokens, weight_mask=None if mask is None else mask.astype(np.float32))
+        return self._top(scores, k)
+
+    def sparse_search_tokens(self, tokens: list[str], k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]:
+        """Like :meth:`sparse_search` with tokens already made (query expansion adds weighted tokens)."""
+        if self._bm25 is None:
+            return []
+        tokens = [t for t in tokens if t in self._bm25.vocab_dict]
+        if not tokens:
+            return []
+        mask = self._source_mask(sources)
+        scores = self._bm25.get_scores(tokens, weight_mask=None if mask is None else mask.astype(np.float32))
+        return self._top(scores, k)
+
+    def _top(self, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
+        k = min(k, len(scores))
+        if k <= 0:
+            return []
+        top = np.argpartition(-scores, k - 1)[:k]
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return [(self._ids[i], float(scores[i])) for i in top if scores[i] > 0]
+
+    def dense_search(self, vector: np.ndarray, k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]:
+        import faiss
+
+        if self._faiss is None or self._faiss.ntotal == 0:
+            return []
+        query = np.asarray(vector, dtype=np.float32).reshape(1, -1)
+        mask = self._source_mask(sources)
+        params = None
+        if mask is not None:
+            allowed = np.flatnonzero(mask).astype(np.int64)
+            if allowed.size == 0:
+                return []
+            selector = faiss.IDSelectorBatch(allowed)
+            params = (
+                faiss.SearchParametersHNSW(sel=selector, efSearch=self._ef_search)
+                if hasattr(self._faiss, "hnsw")
+                else faiss.SearchParameters(sel=selector)
+            )
+        k = min(k, self._faiss.ntotal)
+        with self._lock:
+            scores, rows = self._faiss.search(query, k, params=params) if params else self._faiss.search(query, k)
+        return [(self._ids[r], float(s)) for s, r in zip(scores[0], rows[0]) if r >= 0]
+
+    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]:
+        if not ids or self._db is None:
+            return []
+        placeholders = ",".join("?" * len(ids))
+        with self._lock:
+            rows = self._db.execute(
+                f"SELECT id, source, page, heading, text, start, end_ FROM chunks WHERE id IN ({placeholders})", list(ids)
+            ).fetchall()
+        by_id = {r[0]: Chunk(*r) for r in rows}
+        return [by_id[i] for i in ids if i in by_id]
+
+    def get_page(self, source: str, page: int) -> Page | None:
+        if self._db is None:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT source, page, heading, raw_text, text, label FROM pages WHERE source=? AND page=?", (source, page)
+            ).fetchone()
+        return Page(*row) if row else None
+
+    def iter_chunks(self, sources: Collection[str] | None = None) -> Iterator[Chunk]:
+        """Every chunk in index order (scheme extraction, baselines)."""
+        if self._db is None:
+            return
+        with self._lock:
+            rows = self._db.execute("SELECT id, source, page, heading, text, start, end_ FROM chunks ORDER BY row").fetchall()
+        for r in rows:
+            if not sources or r[1] in sources:
+                yield Chunk(*r)
+
+    def iter_pages(self, sources: Collection[str] | None = None) -> Iterator[Page]:
+        if self._db is None:
+            return
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT source, page, heading, raw_text, text, label FROM pages ORDER BY source, page"
+            ).fetchall()
+        for r in rows:
+            if not sources or r[0] in sources:
+                yield Page(*r)
+
+    # -- writing (staged, then committed atomically)
+
+    def _stage(self) -> _Staging:
+        if self._staged is None:
+            self._staged = _Staging.from_index(self)
+        return self._staged
+
+    def add_source(self, info: SourceInfo, pages: Sequence[Page], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        if len(chunks) != len(vectors):
+            raise ValueError("one vector per chunk")
+        stage = self._stage()
+        stage.drop(info.source)
+        stage.chunks.extend(chunks)
+        stage.vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(chunks), self.manifest.dimension))
+        stage.pages.extend(pages)
+        stage.sources[info.source] = {
+            "sha256": info.sha256,
+            "title": info.title,
+            "pages": info.pages,
+            "chunks": len(chunks),
+            "problems": list(info.problems),
+        }
+
+    def delete_source(self, source: str) -> None:
+        self._stage().drop(source)
+
+    def commit(self) -> None:
+        """Write the staged state as a new version and make it live atomically."""
+        if self._staged is None:
+            return
+        stage, self._staged = self._staged, None
+        self.index_dir.mkdir(parents=True, exist_ok=True)
+        name = f"v-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        tmp = self.index_dir / f".tmp-{name}"
+        tmp.mkdir()
+        try:
+            manifest = Manifest(
+                embedder=self.manifest.embedder,
+                dimension=self.manifest.dimension,
+                tokenizer=self.manifest.tokenizer,
+                chunking=self.manifest.chunking,
+                built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                sources=dict(sorted(stage.sources.items())),
+            )
+            vectors = (
+                np.vstack(stage.vectors) if stage.vectors else np.zeros((0, manifest.dimension), dtype=np.float32)
+            )
+            manifest.dense_index = self._write_dense(tmp / _DENSE, vectors)
+            _write_sqlite(tmp / _CHUNKS, stage.chunks, stage.pages)
+            if stage.chunks:
+                self._write_bm25(tmp / _BM25, stage.chunks)
+            (tmp / _MANIFEST).write_text(json.dumps(asdict(manifest), ensure_ascii=False, indent=1), encoding="utf-8")
+            _fsync_tree(tmp)
+            os.rename(tmp, self.index_dir / name)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        pointer_tmp = self.index_dir / f".{CURRENT}.{uuid.uuid4().hex[:8]}"
+        pointer_tmp.write_text(name, encoding="utf-8")
+        with open(pointer_tmp, "rb") as fh:
+            os.fsync(fh.fileno())
+        os.replace(pointer_tmp, self.index_dir / CURRENT)
+        _fsync_dir(self.index_dir)
+        self.close()
+        self.manifest = manifest
+        self.version_dir = self.index_dir / name
+        self._load(self.version_dir)
+        _remove_old_versions(self.index_dir, keep={name})
+
+    def _write_dense(self, path: Path, vectors: np.ndarray) -> str:
+        import faiss
+
+        dim = self.manifest.dimension
+        if len(vectors) > self._exact_max:
+            index = faiss.IndexHNSWFlat(dim, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = 80
+            kind = "hnsw"
+        else:
+            index = faiss.IndexFlatIP(dim)
+            kind = "flat"
+        if len(vectors):
+            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+        faiss.write_index(index, str(path))
+        return kind
+
+    def _write_bm25(self, path: Path, chunks: Sequence[Chunk]) -> None:
+        import bm25s
+
+        corpus_tokens = [self._splitter(indexable_text(c)) or [""] for c in chunks]
+        bm25 = bm25s.BM25()
+        bm25.index(corpus_tokens, show_progress=False)
+        bm25.save(str(path), allow_pickle=False, show_progress=False)
+
+    def vectors(self) -> np.ndarray:
+        """All stored vectors, row-aligned with the chunks (used to carry unchanged sources into a new version)."""
+        if self._faiss is None or self._faiss.ntotal == 0:
+            return np.zeros((0, self.manifest.dimension), dtype=np.float32)
+        return self._faiss.reconstruct_n(0, self._faiss.ntotal)
+
+
+class IncompatibleEmbedder(IndexIncompatible):
+    def __init__(self, built_with: str, dimension: int, configured: str):
+        super().__init__(
+            f"索引は埋め込みモデル「{built_with}」（{dimension}次元）で作られていますが、"
+            f"設定は「{configured}」です。`rag ingest` で索引を作り直してください"
+        )
+        self.built_with = built_with
+        self.configured = configured
+
+
+@dataclass
+class _Staging:
+    chunks: list[Chunk]
+    vectors: list[np.ndarray]
+    pages: list[Page]
+    sources: dict[str, dict]
+
+    @classmethod
+    def from_index(cls, index: LocalIndex) -> _Staging:
+        chunks = list(index.iter_chunks())
+        pages = list(index.iter_pages())
+        vectors = [index.vectors()] if chunks else []
+        return cls(chunks=chunks, vectors=vectors, pages=pages, sources=dict(index.manifest.sources))
+
+    def drop(self, source: str) -> None:
+        if source not in self.sources:
+            return
+        keep = np.array([c.source != source for c in self.chunks], dtype=bool)
+        all_vectors = np.vstack(self.vectors) if self.vectors else None
+        self.chunks = [c for c, k in zip(self.chunks, keep) if k]
+        self.vectors = [all_vectors[keep]] if all_vectors is not None and len(all_vectors) else []
+        self.pages = [p for p in self.pages if p.source != source]
+        del self.sources[source]
+
+
+def _write_sqlite(path: Path, chunks: Sequence[Chunk], pages: Sequence[Page]) -> None:
+    db = sqlite3.connect(path)
+    try:
+        db.executescript(
+            """
+            PRAGMA journal_mode=OFF;
+            PRAGMA user_version=1;
+            CREATE TABLE chunks (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, source TEXT NOT NULL,
+                page INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL,
+                end_ INTEGER NOT NULL);
+            CREATE TABLE pages (source TEXT NOT NULL, page INTEGER NOT NULL, heading TEXT NOT NULL,
+                raw_text TEXT NOT NULL, text TEXT NOT NULL, label TEXT, PRIMARY KEY (source, page));
+            """
+        )
+        db.executemany(
+            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?)",
+            ((i, c.id, c.source, c.page, c.heading, c.text, c.start, c.end) for i, c in enumerate(chunks)),
+        )
+        db.executemany(
+            "INSERT INTO pages VALUES (?,?,?,?,?,?)",
+            ((p.source, p.page, p.heading, p.raw_text, p.text, p.label) for p in pages),
+        )
+        db.commit()
+    finally:
+        db.close()
+
+
+def _fsync_tree(folder: Path) -> None:
+    for path in folder.rglob("*"):
+        if path.is_file():
+            with open(path, "rb") as fh:
+                os.fsync(fh.fileno())
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
+    # Keep the newest previous version too: a reader that read CURRENT a moment
+    # ago may still be opening it.
+    versions = sorted((p for p in index_dir.glob("v-*") if p.is_dir()), key=lambda p: p.name)
+    previous = [p for p in versions if p.name not in keep]
+    for stale in previous[:-1]:
+        shutil.rmtree(stale, ignore_errors=True)
+    for leftover in index_dir.glob(".tmp-*"):
+        # A build that crashed: never live, safe to remove.
+        shutil.rmtree(leftover, ignore_errors=True)
+
+
+@contextmanager
+def write_lock(index_dir: Path) -> Iterator[None]:
+    """One writer at a time per index folder (the app's re-index button and a CLI ingest, say)."""
+    index_dir.mkdir(parents=True, exist_ok=True)
+    with open(index_dir / ".lock", "w") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise IndexError_(f"別の処理がこの索引を更新中です（{index_dir}）。終わってからもう一度実行してください") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)

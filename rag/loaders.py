@@ -1,0 +1,195 @@
+"""Loaders: one file in, its pages out.  One small interface, one implementation per format.
+
+The rest of the pipeline never knows which PDF library ran.  A loader raises
+:class:`DocumentError` with a message a user can act on when the whole file is
+unusable; page-level trouble (a blank or image-only page) is recorded in
+``LoadedDocument.problems`` and the page is skipped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from rag.normalize import normalize_lines
+from rag.schema import Page
+
+logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns per odd object; we report per file
+
+NO_TEXT_PAGE = "テキストがありません — OCRが必要です"
+
+
+class DocumentError(Exception):
+    """A file that cannot be indexed.  ``str(err)`` is one line: file, what is wrong, what to do."""
+
+    def __init__(self, source: str, problem: str, remedy: str):
+        super().__init__(f"{source}: {problem}。{remedy}")
+        self.source = source
+        self.problem = problem
+        self.remedy = remedy
+
+
+@dataclass
+class LoadedDocument:
+    source: str
+    title: str
+    page_count: int
+    pages: list[Page] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+class Loader(Protocol):
+    suffixes: tuple[str, ...]
+
+    def load(self, path: Path, source: str) -> LoadedDocument: ...
+
+
+def make_page(source: str, number: int, raw: str, label: str | None = None) -> Page | None:
+    """Normalise one page's raw text; ``None`` for a page with no text."""
+    lines, printed = normalize_lines(raw)
+    if not lines:
+        return None
+    heading = lines[0][:80]
+    label = label or printed
+    return Page(source=source, page=number, heading=heading, raw_text=raw, text="\n".join(lines), label=label)
+
+
+class PdfLoader:
+    suffixes = (".pdf",)
+
+    def load(self, path: Path, source: str) -> LoadedDocument:
+        import pypdf
+        from pypdf.errors import FileNotDecryptedError, PdfReadError
+
+        if path.stat().st_size == 0:
+            raise DocumentError(source, "空のファイルです", "正しいPDFを置き直してください")
+        with path.open("rb") as fh:
+            if not fh.read(1024).lstrip().startswith(b"%PDF-"):
+                raise DocumentError(source, "PDFではありません（先頭に %PDF- がありません）", "PDFとして保存し直してください")
+        try:
+            reader = pypdf.PdfReader(path)
+            if reader.is_encrypted and not _try_empty_password(reader):
+                raise DocumentError(
+                    source, "パスワードで保護（暗号化）されています", "保護を解除したPDFを置いてください"
+                )
+            pages_iter = list(reader.pages)
+            labels = _page_labels(reader)
+            title = _pdf_title(reader) or Path(source).stem
+        except DocumentError:
+            raise
+        except FileNotDecryptedError:
+            raise DocumentError(source, "パスワードで保護（暗号化）されています", "保護を解除したPDFを置いてください") from None
+        except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+            raise DocumentError(
+                source, f"PDFを読み込めません（壊れている可能性: {exc}）", "元のファイルを入手し直して置き換えてください"
+            ) from None
+
+        doc = LoadedDocument(source=source, title=title, page_count=len(pages_iter))
+        for number, page in enumerate(pages_iter, start=1):
+            try:
+                raw = page.extract_text() or ""
+            except Exception as exc:  # pypdf raises many types on damaged content streams
+                doc.problems.append(f"p.{number}: 文字を取り出せません（{type(exc).__name__}）")
+                continue
+            made = make_page(source, number, raw, labels.get(number))
+            if made is None:
+                doc.problems.append(f"p.{number}: {NO_TEXT_PAGE}")
+                continue
+            doc.pages.append(made)
+        if not doc.pages:
+            raise DocumentError(
+                source, "テキスト層がありません（スキャン画像のみのPDF）", "OCRで文字を付けたPDFにしてから追加してください"
+            )
+        return doc
+
+
+def _try_empty_password(reader) -> bool:
+    # Many public PDFs are "encrypted" only with an owner password that forbids
+    # editing; they open with an empty user password and are fine to read.
+    try:
+        return bool(reader.decrypt(""))
+    except Exception:
+        return False
+
+
+def _page_labels(reader) -> dict[int, str]:
+    """Printed page labels from the PDF's /PageLabels, only where they differ from the index."""
+    try:
+        labels = reader.page_labels
+    except Exception:
+        return {}
+    if "/PageLabels" not in reader.trailer["/Root"]:
+        return {}
+    return {i: label for i, label in enumerate(labels, start=1) if label and label != str(i)}
+
+
+def _pdf_title(reader) -> str | None:
+    try:
+        title = (reader.metadata or {}).get("/Title")
+    except Exception:
+        return None
+    title = str(title).strip() if title else ""
+    # Authoring tools often leave "Microsoft Word - x.docx" or "untitled": not a title.
+    if not title or title.lower().startswith(("microsoft", "untitled", "powerpoint")):
+        return None
+    return title
+
+
+class TextLoader:
+    """Plain text and Markdown; pages are separated by form feeds (pdftotext's convention)."""
+
+    suffixes = (".txt", ".md")
+
+    def load(self, path: Path, source: str) -> LoadedDocument:
+        data = path.read_bytes()
+        if not data.strip():
+            raise DocumentError(source, "空のファイルです", "内容のあるファイルを置いてください")
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError:
+            raise DocumentError(
+                source, "UTF-8のテキストではありません（Shift_JISなど別の文字コードの可能性）", "UTF-8で保存し直してください"
+            ) from None
+        chunks = text.split("\f")
+        doc = LoadedDocument(source=source, title=Path(source).stem, page_count=len(chunks))
+        for number, raw in enumerate(chunks, start=1):
+            made = make_page(source, number, raw)
+            if made is None:
+                doc.problems.append(f"p.{number}: 空のページです")
+                continue
+            doc.pages.append(made)
+        if not doc.pages:
+            raise DocumentError(source, "本文がありません", "内容のあるファイルを置いてください")
+        return doc
+
+
+LOADERS: tuple[Loader, ...] = (PdfLoader(), TextLoader())
+SUPPORTED_SUFFIXES = tuple(s for loader in LOADERS for s in loader.suffixes)
+
+
+def loader_for(path: Path) -> Loader | None:
+    suffix = path.suffix.lower()
+    return next((loader for loader in LOADERS if suffix in loader.suffixes), None)
+
+
+def load_document(path: Path, source: str) -> LoadedDocument:
+    loader = loader_for(path)
+    if loader is None:
+        raise DocumentError(
+            source,
+            f"対応していない形式です（{path.suffix or '拡張子なし'}）",
+            f"{'・'.join(SUPPORTED_SUFFIXES)} のいずれかにしてください",
+        )
+    return loader.load(path, source)
+
+
+def iter_corpus(corpus_dir: Path, ignore_names: tuple[str, ...] = ()) -> Iterator[tuple[Path, str]]:
+    """Files under the corpus folder (recursively, hidden files skipped) with their source names."""
+    for path in sorted(corpus_dir.rglob("*")):
+        rel = path.relative_to(corpus_dir)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts) or path.name in ignore_names:
+            continue
+        yield path, rel.as_posix()

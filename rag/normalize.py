@@ -1,0 +1,146 @@
+"""Text normalisation for Japanese text extracted from PDFs.
+
+Two levels:
+
+* :func:`normalize_page` turns one page of extracted text into clean lines a
+  reader would recognise (NFKC, radicals → kanji, no ``(cid:NN)``, no
+  private-use glyphs, no letter-spaced words, lines rejoined where the PDF
+  broke a sentence).  Chunk offsets index into its output.
+* :func:`comparable` is for matching only (eval facts, fixture lines, quotes):
+  it also drops all whitespace, thousands separators and case.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+# CJK Radicals Supplement → ideograph, from Unicode's EquivalentUnifiedIdeograph.txt
+# (U+2E81..U+2EF3).  NFKC maps the Kangxi Radicals block but not this one, and
+# PDF fonts often encode 長, 西, 青, 食 ... with these code points.
+_RADICAL_PAIRS = (
+    "⺁厂 ⺂乛 ⺃乚 ⺄乙 ⺅亻 ⺆冂 ⺇𠘨 ⺈刀 ⺉刂 ⺊卜 ⺋㔾 ⺌小 ⺍小 ⺎兀 ⺏尣 ⺐尢 ⺑𡯂 ⺒巳 ⺓幺 ⺔彑 ⺕𫜹 ⺖忄 "
+    "⺗心 ⺘扌 ⺙攵 ⺛旡 ⺜日 ⺝月 ⺞歺 ⺟母 ⺠民 ⺡氵 ⺢氺 ⺣灬 ⺤爫 ⺥爫 ⺦丬 ⺧牛 ⺨犭 ⺩王 ⺪𤴔 ⺫目 ⺬示 "
+    "⺭礻 ⺮𥫗 ⺯糹 ⺰纟 ⺱罓 ⺲罒 ⺳㓁 ⺴冗 ⺵𦉫 ⺶羊 ⺷𦍌 ⺸𦍋 ⺹耂 ⺺肀 ⺻聿 ⺼肉 ⺽𦥑 ⺾艹 ⺿艹 ⻀艹 ⻁虎 "
+    "⻂衤 ⻃覀 ⻄西 ⻅见 ⻆角 ⻇𧢲 ⻈讠 ⻉贝 ⻊𧾷 ⻋车 ⻌辶 ⻍辶 ⻎辶 ⻏邑 ⻐钅 ⻑長 ⻒镸 ⻓长 ⻔门 ⻕𨸏 ⻖阝 "
+    "⻗雨 ⻘青 ⻙韦 ⻚页 ⻛风 ⻜飞 ⻝食 ⻞𩙿 ⻟飠 ⻠饣 ⻡𩠐 ⻢马 ⻣骨 ⻤鬼 ⻥鱼 ⻦鸟 ⻧卤 ⻨麦 ⻩黄 ⻪黾 ⻫斉 "
+    "⻬齐 ⻭歯 ⻮齿 ⻯竜 ⻰龙 ⻱龜 ⻲亀 ⻳龟"
+)
+_RADICALS = {pair[0]: pair[1:] for pair in _RADICAL_PAIRS.split()}
+_RADICAL_TABLE = str.maketrans(_RADICALS)
+
+_CIRCLED = re.compile("[\u2460-\u2473\u3251-\u325f\u32b1-\u32bf\u2776-\u277f]+")
+_CIRCLED_SPLIT = re.compile("([\u2460-\u2473\u3251-\u325f\u32b1-\u32bf\u2776-\u277f]+)")
+_CID = re.compile(r"\(cid:\d+\)")
+_INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060\ufeff]")
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]")
+# Glyphs that PDFs use as list bullets; normalised to the plain Japanese bullet.
+_BULLET_GLYPHS = "•●○◯◆◇■□▪▫▶▷►➤➢➣➔→⚫⚪✓✔❖◎※♦❑"
+_BULLET_LINE = re.compile(rf"^\s*[{_BULLET_GLYPHS}\ue000-\uf8ff]+\s*")
+
+_CJK = r"\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
+_CJK_PUNCT = r"\u3001-\u3003\u3008-\u301f\u30fb\uff01-\uff0f\uff1a-\uff20"
+_JA = _CJK + _CJK_PUNCT
+# Three or more "character + single space" in a row: letter-spaced (Word, justified) text.
+_SPACED_RUN = re.compile(rf"(?:[{_JA}0-9A-Za-z] ){{2,}}[{_JA}0-9A-Za-z]")
+# A single space between two Japanese characters carries no meaning in Japanese prose.
+_SPACE_BETWEEN_JA = re.compile(rf"(?<=[{_JA}]) (?=[{_JA}])")
+
+SENTENCE_END = "。！？!?"
+# A line ending with one of these closes its item; the next line starts a new one.
+_LINE_CLOSERS = SENTENCE_END + "」』）)】>＞:：]"
+# Line starts that open a new item: bullets, numbered items, bracketed labels.
+BULLET_START = re.compile(
+    r"^(?:[-・‐–—*＊◦▶➤■⚫①-⑳㉑-㊿❶-❿○●◎◆◇□▪]|\(?\d{1,2}[).．、](?!\d)|[<＜【\[〈《]|\(例\)|[（(][0-9０-９一二三四五六七八九十ア-ン][)）]|第[0-9一二三四五六七八九十]+[章節条])"
+)
+_PAGE_NUMBER_LINE = re.compile(r"^[-‐–—\s]*(?:[pP]\.?\s*)?(\d{1,4})[-‐–—\s]*$")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
+_WHITESPACE = re.compile(r"\s+")
+
+
+def normalize_chars(text: str) -> str:
+    """Character-level clean-up: radicals, NFKC, invisible and private-use characters, cid codes."""
+    text = _CID.sub("", text)
+    text = text.translate(_RADICAL_TABLE)
+    # NFKC turns ① into 1; circled numbers mark list items in Japanese documents, so keep them.
+    text = "".join(
+        part if _CIRCLED.fullmatch(part) else unicodedata.normalize("NFKC", part) for part in _CIRCLED_SPLIT.split(text)
+    )
+    text = _INVISIBLE.sub("", text)
+    return text
+
+
+def _tidy_line(line: str) -> str:
+    line = _BULLET_LINE.sub("・", line) if _BULLET_LINE.match(line) else line
+    line = _PRIVATE_USE.sub("", line)
+    line = line.replace("\t", " ").replace("\u3000", " ")
+    line = re.sub(r" {2,}", " ", line).strip()
+    line = _SPACED_RUN.sub(lambda m: m.group(0).replace(" ", ""), line)
+    line = _SPACE_BETWEEN_JA.sub("", line)
+    return line.replace("**", "")
+
+
+def _width(line: str) -> float:
+    return sum(1.0 if unicodedata.east_asian_width(ch) in "WF" else 0.5 for ch in line)
+
+
+def _should_join(prev: str, nxt: str, wrap_width: float) -> bool:
+    if not prev or not nxt:
+        return False
+    if prev[-1] in _LINE_CLOSERS or BULLET_START.match(nxt):
+        return False
+    # A wrapped line ends near the text width; a short line is a heading or the end of an item.
+    if _width(prev) >= 0.8 * wrap_width:
+        return True
+    # Particles and commas cannot end a heading or a sentence.
+    return prev[-1] in "、,をにがはとのでもへや・"
+
+
+def split_page_number(lines: list[str]) -> tuple[list[str], str | None]:
+    """Remove a printed page number standing alone at the bottom (or top) of a page."""
+    label = None
+    if lines and (m := _PAGE_NUMBER_LINE.match(lines[-1])):
+        label, lines = m.group(1), lines[:-1]
+    elif len(lines) > 1 and (m := _PAGE_NUMBER_LINE.match(lines[0])):
+        label, lines = m.group(1), lines[1:]
+    return lines, label
+
+
+def normalize_lines(raw: str) -> tuple[list[str], str | None]:
+    """Normalise a page into cleaned lines and the printed page label (if any)."""
+    text = normalize_chars(raw)
+    lines = [_tidy_line(line) for line in text.splitlines()]
+    lines = [line for line in lines if line]
+    lines, label = split_page_number(lines)
+    if not lines:
+        return [], label
+    widths = sorted(_width(line) for line in lines)
+    wrap_width = widths[int(0.9 * (len(widths) - 1))]
+    joined: list[str] = [lines[0]]
+    for i, line in enumerate(lines[1:], start=1):
+        # The first line is the page's title: never glue the body onto it.
+        if i > 1 and _should_join(joined[-1], line, wrap_width):
+            sep = " " if joined[-1][-1].isascii() and line[0].isascii() else ""
+            joined[-1] = joined[-1] + sep + line
+        else:
+            joined.append(line)
+    return joined, label
+
+
+def normalize_page(raw: str) -> str:
+    lines, _ = normalize_lines(raw)
+    return "\n".join(lines)
+
+
+def normalize_query(text: str) -> str:
+    """A question as typed: NFKC, no control characters, single spaces."""
+    text = normalize_chars(text)
+    text = "".join(ch if unicodedata.category(ch)[0] != "C" else " " for ch in text)
+    return _WHITESPACE.sub(" ", text).strip()
+
+
+def comparable(text: str) -> str:
+    """Form used only for matching: NFKC, no whitespace, no thousands separators, lower case."""
+    text = normalize_chars(text).replace("**", "")
+    text = _WHITESPACE.sub("", text)
+    return _THOUSANDS.sub("", text).lower()

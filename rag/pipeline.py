@@ -1,0 +1,116 @@
+"""The question-answering pipeline that the CLI, the app and the eval all call.
+
+Loads the index and the embedder once; ``ask`` runs retrieval then answering
+and returns an :class:`Answer` with timings.  The LLM path streams through
+``ask_stream``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from rag.answer import OfflineAnswerer
+from rag.config import Settings
+from rag.embeddings import IndexEmbedder, load_embedder
+from rag.index import LocalIndex
+from rag.query import prepare
+from rag.retrieve import HybridRetriever, Reranker
+from rag.schema import Answer, Citation
+
+
+class Pipeline:
+    def __init__(self, settings: Settings, index: LocalIndex, embedder: IndexEmbedder, reranker: Reranker | None = None):
+        self.settings = settings
+        self.index = index
+        self.embedder = embedder
+        self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
+        self.offline = OfflineAnswerer(settings.answer)
+        self._llm = None
+
+    @classmethod
+    def load(cls, settings: Settings, embedder: IndexEmbedder | None = None) -> Pipeline:
+        """Open the index at ``settings.index_dir``; refuses one built with another embedder."""
+        embedder = embedder or load_embedder(settings.embedder)
+        s = settings.index
+        index = LocalIndex.open(
+            Path(settings.index_dir),
+            embedder=embedder.name,
+            dimension=embedder.dimension,
+            hnsw=(s.exact_search_max_chunks, s.hnsw_m, s.hnsw_ef_search),
+        )
+        reranker = Reranker(settings.retrieval.reranker) if settings.retrieval.reranker else None
+        return cls(settings, index, embedder, reranker)
+
+    @property
+    def llm(self):
+        if self._llm is None and self.settings.llm.enabled:
+            from rag.llm import LLMAnswerer
+
+            self._llm = LLMAnswerer(self.settings.llm, self.offline)
+        return self._llm
+
+    def titles(self) -> dict[str, str]:
+        return {name: s.get("title") or name for name, s in self.index.manifest.sources.items()}
+
+    def _with_labels(self, citations: list[Citation]) -> list[Citation]:
+        out = []
+        for c in citations:
+            page = self.index.get_page(c.source, c.page)
+            out.append(dataclasses.replace(c, label=page.label if page else None, title=c.title or self.titles().get(c.source, c.source)))
+        return out
+
+    def ask(
+        self,
+        question: str,
+        history: Sequence[str] = (),
+        sources: Sequence[str] | None = None,
+        k: int | None = None,
+        use_llm: bool | None = None,
+    ) -> Answer:
+        """Answer one question.  ``history``: earlier standalone questions of the conversation.
+
+        Raises :class:`rag.query.QuestionError` for an unusable question.
+        """
+        answer = None
+        for item in self.ask_stream(question, history, sources, k, use_llm):
+            if isinstance(item, Answer):
+                answer = item
+        assert answer is not None
+        return answer
+
+    def ask_stream(
+        self,
+        question: str,
+        history: Sequence[str] = (),
+        sources: Sequence[str] | None = None,
+        k: int | None = None,
+        use_llm: bool | None = None,
+    ) -> Iterator[str | Answer]:
+        """Yield answer text pieces as they are produced (LLM), then the final :class:`Answer`."""
+        t0 = time.perf_counter()
+        use_llm = self.llm is not None if use_llm is None else (use_llm and self.llm is not None)
+        if use_llm and history:
+            standalone = self.llm.condense(question, list(history))
+            query = prepare(standalone, use_synonyms=self.settings.retrieval.use_synonyms)
+        else:
+            query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms)
+        hits = self.retriever.search(query, k=k, sources=sources or None)
+        t1 = time.perf_counter()
+        if use_llm:
+            answer = None
+            for item in self.llm.stream(query.text, hits, self.titles()):
+                if isinstance(item, Answer):
+                    answer = item
+                else:
+                    yield item
+        else:
+            answer = self.offline.answer(query.text, hits, self.titles())
+        t2 = time.perf_counter()
+        answer.question = question
+        answer.standalone_question = query.text if query.text != question else None
+        answer.citations = self._with_labels(answer.citations)
+        answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}
+        yield answer

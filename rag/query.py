@@ -1,0 +1,133 @@
+"""Query understanding for administrative Japanese.
+
+* validation: empty, over-long and control-character questions get a clear error;
+* everyday words → the documents' administrative vocabulary (``rag/data/synonyms.json``),
+  applied to the sparse query only (the dense model already knows paraphrase);
+* follow-up questions (「それはいつまで？」) carry over the previous question's key terms.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from rag.normalize import normalize_query
+from rag.tokenize import content_words, morphemes
+
+MAX_QUESTION_CHARS = 1000
+_SYNONYMS_FILE = Path(__file__).parent / "data" / "synonyms.json"
+
+# Words that make a question a question rather than carry its topic.
+QUESTION_WORDS = frozenset(
+    """何 なに なん 何れ どう どの どこ 何処 いつ 何時 誰 いくら 幾ら どれ どんな 如何 教える 知る 下さる ください
+    ある 有る する 為る いる 居る なる 成る こと 事 もの 物 について 具体 的 よう 様 ため 為 方 ほう 中 等 など
+    おる 思う 言う いう できる 出来る 行う れる られる 可能 場合 どれくらい どのくらい 程度 くらい 位 何か 何件 ？ ? 、 。""".split()
+)
+_FOLLOWUP = re.compile(r"^(それ|その|これ|この|あれ|あの|そこ|そちら|他|ほか|他に|ほかに|では|じゃあ|じゃ|なら|また|さらに|同じ|それぞれ)")
+_FOLLOWUP_ANYWHERE = re.compile(r"(他の|ほかの|他に|ほかに|それ以外|その他|それら|それは|それの|その中)")
+
+
+class QuestionError(ValueError):
+    """A question that cannot be searched; the message says what to do."""
+
+
+def validate_question(question: str) -> str:
+    """The question, normalised, or :class:`QuestionError` with a message for the user."""
+    if question is None or not question.strip():
+        raise QuestionError("質問が空です。調べたい内容を入力してください。")
+    if len(question) > MAX_QUESTION_CHARS * 20:
+        raise QuestionError(
+            f"質問が長すぎます（{len(question):,}文字）。{MAX_QUESTION_CHARS:,}文字以内に要点をまとめて入力してください。"
+        )
+    text = normalize_query(question)
+    if not text:
+        raise QuestionError("質問に文字がありません（制御文字のみ）。調べたい内容を入力してください。")
+    if len(text) > MAX_QUESTION_CHARS:
+        raise QuestionError(
+            f"質問が長すぎます（{len(text):,}文字）。{MAX_QUESTION_CHARS:,}文字以内に要点をまとめて入力してください。"
+        )
+    return text
+
+
+@lru_cache(maxsize=1)
+def _synonyms() -> tuple[tuple[str, tuple[str, ...]], ...]:
+    data = json.loads(_SYNONYMS_FILE.read_text(encoding="utf-8"))
+    pairs = [(normalize_query(k), tuple(v)) for k, v in data.items() if not k.startswith("_")]
+    # Longest key first so 引っ越し wins over a shorter key inside it.
+    return tuple(sorted(pairs, key=lambda kv: -len(kv[0])))
+
+
+def synonym_groups(question: str) -> list[tuple[str, tuple[str, ...]]]:
+    """(everyday word found in ``question``, the administrative terms it stands for)."""
+    found: list[tuple[str, tuple[str, ...]]] = []
+    for key, terms in _synonyms():
+        # A shorter key inside a longer one already found (引越 in 引越し) adds nothing.
+        if key in question and not any(key in k for k, _ in found):
+            found.append((key, terms))
+    return found
+
+
+def expand_synonyms(question: str) -> list[str]:
+    """Administrative terms to add to the sparse query for the everyday words in ``question``."""
+    added: list[str] = []
+    for _, terms in synonym_groups(question):
+        added.extend(t for t in terms if t not in question and t not in added)
+    return added
+
+
+def key_terms(text: str) -> list[str]:
+    """Content-word lemmas of a question, question words removed, order kept, no repeats."""
+    seen: dict[str, None] = {}
+    for term in content_words(text):
+        if term not in QUESTION_WORDS and (not term.isdigit() or re.fullmatch(r"\d{4}", term)):
+            seen.setdefault(term, None)
+    return list(seen)
+
+
+def is_followup(question: str) -> bool:
+    if _FOLLOWUP.match(question) or _FOLLOWUP_ANYWHERE.search(question):
+        return True
+    return len(key_terms(question)) <= 1
+
+
+def resolve_followup(question: str, history: list[str]) -> str:
+    """A standalone question: the previous question's topic is carried into a follow-up.
+
+    ``history`` holds the earlier standalone questions of the conversation, oldest first.
+    """
+    if not history or not is_followup(question):
+        return question
+    carried = [p for p in topic_phrases(history[-1]) if p not in question]
+    if not carried:
+        return question
+    return f"{' '.join(carried)} {question}"
+
+
+def topic_phrases(text: str) -> list[str]:
+    """Runs of content words as written (光ファイバ, 世帯カバー率), question words left out."""
+    phrases: list[str] = []
+    run = ""
+    for surface, lemma, content in morphemes(text):
+        if content and lemma not in QUESTION_WORDS and surface not in QUESTION_WORDS:
+            run += surface
+        elif run:
+            phrases.append(run)
+            run = ""
+    if run:
+        phrases.append(run)
+    return phrases
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    text: str  # the standalone, normalised question
+    sparse_extra: tuple[str, ...]  # synonym expansions for the sparse query
+
+
+def prepare(question: str, history: list[str] | None = None, use_synonyms: bool = True) -> PreparedQuery:
+    text = resolve_followup(validate_question(question), history or [])
+    extra = tuple(expand_synonyms(text)) if use_synonyms else ()
+    return PreparedQuery(text=text, sparse_extra=extra)

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Set up everything the app needs in ./.venv (idempotent; re-running is cheap).
+#   scripts/setup.sh          app only
+#   scripts/setup.sh --test   plus test tools and Debian's chromium for the browser test
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+with_test=0
+[ "${1:-}" = "--test" ] && with_test=1
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PYTHON" -m venv .venv
+fi
+# shellcheck disable=SC1091
+. .venv/bin/activate
+python -m pip install -q --upgrade pip
+# The CPU build of torch first, by exact version, so nothing pulls a CUDA build.
+python -m pip install -q "torch==2.13.0"
+if [ "$with_test" = 1 ]; then
+  python -m pip install -q -e ".[test]"
+  if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+      echo "Debian の chromium を入れます（ブラウザ試験用）..."
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+    else
+      echo "注意: chromium がありません。ブラウザ試験は飛ばされます（sudo apt-get install chromium）。" >&2
+    fi
+  fi
+else
+  python -m pip install -q -e .
+fi

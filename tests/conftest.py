@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+# A model that is not on disk must fail at once, never try the network for a minute.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+sys.path.insert(0, str(Path(__file__).parent))
+
+from rag.config import Settings  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def default_settings(tmp_path_factory) -> Settings:
+    """The shipped corpus indexed once into a temporary folder, with default settings."""
+    from rag.ingest import ingest
+
+    index_dir = tmp_path_factory.mktemp("index") / "default"
+    settings = Settings(corpus_dir=ROOT / "corpus", index_dir=index_dir)
+    report = ingest(settings)
+    assert not report.failed, report.failed
+    return settings
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from rag.embeddings import load_embedder
+    from rag.config import EmbedderSettings
+
+    return load_embedder(EmbedderSettings())
+
+
+@pytest.fixture(scope="session")
+def pipeline(default_settings, embedder):
+    from rag.pipeline import Pipeline
+
+    return Pipeline.load(default_settings, embedder=embedder)

@@ -1,0 +1,106 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from rag.answer import ABSTENTION
+from rag.normalize import comparable
+from rag.query import QuestionError, resolve_followup, validate_question
+
+KPI_QUESTION = "デジタル実装に取り組む地方公共団体の2027年度までの目標は？"
+
+
+def test_the_canonical_question_gets_1500_with_its_page(pipeline):
+    answer = pipeline.ask(KPI_QUESTION)
+    assert answer.found
+    assert "1500団体" in comparable(answer.text)
+    assert ("digiden-sogo-senryaku-2023-2027.pdf", 2) in {(c.source, c.page) for c in answer.citations}
+    assert "[1]" in answer.text and "p.2" in answer.render()
+    assert len(answer.text) <= 260
+
+
+def test_every_quoted_sentence_is_on_its_cited_page(pipeline):
+    for question in [KPI_QUESTION, "こども家庭センターの設置目標は？", "光ファイバの世帯カバー率の目標は？"]:
+        answer = pipeline.ask(question)
+        for c in answer.citations:
+            page = pipeline.index.get_page(c.source, c.page)
+            assert comparable(c.quote) in comparable(page.text)
+
+
+def test_a_question_the_documents_do_not_answer_abstains_and_lists_nearby_pages(pipeline):
+    answer = pipeline.ask("横浜市の令和6年度の下水道使用料はいくら？")
+    assert not answer.found and answer.text == ABSTENTION
+    assert "関連しそうな箇所" in answer.render()
+
+
+def test_source_filter_limits_hits(pipeline):
+    only = "digiden-sogo-senryaku-zentaizo-ocr.pdf"
+    answer = pipeline.ask("転職なき移住", sources=[only])
+    assert answer.hits and {h.chunk.source for h in answer.hits} == {only}
+
+
+def test_at_least_ten_ranked_hits(pipeline):
+    assert len(pipeline.ask(KPI_QUESTION).hits) >= 10
+
+
+def test_english_question_is_answered_anyway(pipeline):
+    answer = pipeline.ask("What is the KPI for 5G population coverage?")
+    assert answer.hits
+
+
+@pytest.mark.parametrize("bad, needle", [("", "空"), ("   \n\t", "空"), ("あ" * 100_000, "長すぎ"), ("\x00\x01\x02", "文字がありません")])
+def test_bad_questions_are_clear_errors(bad, needle):
+    with pytest.raises(QuestionError, match=needle):
+        validate_question(bad)
+
+
+def test_control_characters_inside_a_question_are_ignored(pipeline):
+    answer = pipeline.ask("こども家庭\x07センターの\x1b設置目標は？")
+    assert answer.found and "1741" in comparable(answer.text)
+
+
+def test_followup_carries_the_previous_topic():
+    standalone = resolve_followup("それはいつまで？", ["サテライトオフィスを設置した地方公共団体の目標は？"])
+    assert "サテライト" in standalone and standalone.endswith("それはいつまで？")
+    assert resolve_followup("光ファイバの世帯カバー率の目標は？", ["前の質問"]) == "光ファイバの世帯カバー率の目標は？"
+
+
+def test_followup_through_the_pipeline(pipeline):
+    answer = pipeline.ask("他の目標は？", history=["光ファイバの世帯カバー率の目標は？"])
+    assert answer.standalone_question and "光ファイバ" in answer.standalone_question
+
+
+def _rag(*args, stdin=None, index):
+    return subprocess.run(
+        [sys.executable, "-m", "rag", "ask", *args, "--index", str(index)],
+        input=stdin, capture_output=True, text=True, timeout=300,
+    )
+
+
+def test_cli_json_fields(default_settings):
+    result = _rag(KPI_QUESTION, "--json", index=default_settings.index_dir)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert {"question", "answer", "found", "citations", "hits", "timings_ms"} <= set(data)
+    assert data["found"] and data["citations"][0]["page"] == 2
+    assert {"source", "page", "heading", "quote"} <= set(data["citations"][0])
+    assert len(data["hits"]) >= 10 and {"source", "page", "chunk_id", "score"} <= set(data["hits"][0])
+    assert {"retrieve", "answer", "total"} <= set(data["timings_ms"])
+
+
+def test_cli_batch_mode_one_json_per_line(default_settings):
+    questions = f"{KPI_QUESTION}\nこども家庭センターの設置目標は？\n\n火星探査の予算は？\n"
+    result = _rag("-", stdin=questions, index=default_settings.index_dir)
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["found"] for r in rows] == [True, True, False]
+
+
+def test_cli_plain_output_and_bad_input(default_settings):
+    plain = _rag(KPI_QUESTION, index=default_settings.index_dir)
+    assert plain.returncode == 0 and "出典:" in plain.stdout and "p.2" in plain.stdout
+    empty = _rag("  ", index=default_settings.index_dir)
+    assert empty.returncode == 2 and "質問が空です" in empty.stderr and "Traceback" not in empty.stderr
+    unknown = _rag(KPI_QUESTION, "--source", "nope.pdf", index=default_settings.index_dir)
+    assert unknown.returncode == 2 and "nope.pdf" in unknown.stderr

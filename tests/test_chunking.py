@@ -1,0 +1,65 @@
+from rag.chunking import chunk_page, chunk_pages, indexable_text
+from rag.config import ChunkingSettings
+from rag.loaders import load_document
+from rag.schema import Page
+
+from conftest import ROOT
+
+CORPUS_PDF = ROOT / "corpus" / "digiden-sogo-senryaku-2023-2027.pdf"
+
+
+def _page(text: str, n: int = 1) -> Page:
+    heading = text.split("\n", 1)[0]
+    return Page(source="x.pdf", page=n, heading=heading, raw_text=text, text=text)
+
+
+def test_chunks_of_the_real_corpus_are_page_bound_spans_of_their_page():
+    doc = load_document(CORPUS_PDF, CORPUS_PDF.name)
+    pages = {p.page: p for p in doc.pages}
+    chunks = chunk_pages(doc.pages, ChunkingSettings())
+    assert len(chunks) > len(doc.pages)
+    for c in chunks:
+        page = pages[c.page]
+        assert page.text[c.start : c.end] == c.text
+        assert c.source == page.source and c.heading == page.heading
+    assert len({c.id for c in chunks}) == len(chunks)
+
+
+def test_chunk_ids_are_stable_across_runs():
+    doc = load_document(CORPUS_PDF, CORPUS_PDF.name)
+    first = [c.id for c in chunk_pages(doc.pages, ChunkingSettings())]
+    second = [c.id for c in chunk_pages(doc.pages, ChunkingSettings())]
+    assert first == second
+
+
+def test_sentences_are_never_cut_and_overlap_is_whole_sentences():
+    sentences = [f"これは{i}番目の文で、内容を少し長めに書いてあります。" for i in range(30)]
+    page = _page("見出し\n" + "".join(sentences))
+    chunks = chunk_page(page, ChunkingSettings(target_chars=120, max_chars=300, overlap_sentences=1))
+    assert len(chunks) > 3
+    for c in chunks[1:]:
+        assert c.text.endswith("。")
+    for a, b in zip(chunks, chunks[1:]):
+        last_sentence = a.text.split("。")[-2] + "。"
+        assert b.text.startswith(last_sentence)
+
+
+def test_a_heading_travels_with_the_body_that_follows():
+    body = "本文の文です。" * 12
+    page = _page("ページ見出し\n" + body + "\n小見出し\n" + body)
+    chunks = chunk_page(page, ChunkingSettings(target_chars=90, max_chars=200, overlap_sentences=0))
+    for c in chunks:
+        assert not c.text.endswith("小見出し")
+    assert any(c.text.startswith("小見出し") for c in chunks)
+
+
+def test_bullets_split_as_units():
+    page = _page("KPI\n- 光ファイバの世帯カバー率:99.9%(2027年度)\n- 5Gの人口カバー率:95%(2023年度)")
+    chunks = chunk_page(page, ChunkingSettings(target_chars=50, max_chars=80, overlap_sentences=0))
+    assert any("光ファイバ" in c.text and "5G" not in c.text for c in chunks)
+
+
+def test_indexable_text_carries_the_page_heading():
+    page = _page("地域交通のリ・デザイン\n" + "本文です。" * 200)
+    chunks = chunk_page(page, ChunkingSettings())
+    assert all(indexable_text(c).startswith("地域交通のリ・デザイン") for c in chunks)
