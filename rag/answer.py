@@ -23,6 +23,19 @@ ABSTENTION = "資料中に該当する記載が見つかりませんでした。
 _NUMBER = re.compile(r"\d")
 _YEAR_Q = re.compile(r"いつ|何年|何月|時期|期限|期間|まで[にの]?$|年度")
 _AMOUNT_Q = re.compile(r"何|いくら|幾ら|どれくらい|どのくらい|どの程度|割合|率|数|目標|KPI|規模|上限|金額")
+_YEAR = re.compile(r"(?<!\d)(20\d\d|19\d\d)(?!\d)")
+# What kind of number a question asks for, and how the documents write it.
+_EXPECTED_UNIT = (
+    (re.compile(r"いくら|金額|予算|費用|運賃|報酬|上限額|単価|何円|何万円"), re.compile(r"\d\s*(?:万|億|千)?円")),
+    (re.compile(r"何%|何パーセント|割合|補助率|カバー率|[^効]率は"), re.compile(r"\d\s*%|\d割|分の|\d/\d")),
+    (re.compile(r"何人"), re.compile(r"\d\s*(?:万|千)?人")),
+    (re.compile(r"何団体"), re.compile(r"\d\s*団体")),
+    (re.compile(r"何件|件数"), re.compile(r"\d\s*件")),
+    (re.compile(r"何か所|何箇所|何カ所"), re.compile(r"\d\s*(?:か所|箇所|カ所|ヶ所)")),
+)
+_PLACE_Q = re.compile(r"どこ|どの(?:自治体|地域|市|町|県|都市)|(?:自治体|市|町|村|県|都市|地域|市町村)(?:は|を|が)[?？]?$")
+_PLACE = re.compile(r"[一-龥ぁ-んァ-ヶ]{1,6}[都道府県][一-龥ぁ-んァ-ヶ]{0,6}[市区町村]?|[一-龥ァ-ヶ]{1,6}[市町村]\b|[一-龥ァ-ヶ]{1,6}[市町村][)）]")
+_NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
 _UNITS = ("団体", "%", "人", "校", "地域", "か所", "箇所", "都市", "円", "件", "市区町村", "事業者", "拠点", "社", "万", "億", "倍", "割")
 _MAX_SENTENCE_CHARS = 130
 
@@ -52,18 +65,21 @@ def _bigrams(text: str) -> set[str]:
     return {t for t in char_ngrams(text) if len(t) == 2}
 
 
-def _trim(sentence: str, terms: list[str], budget: int) -> str:
-    """Cut an over-long sentence to the window that holds most question terms (marked with …)."""
+def _trim(sentence: str, terms: list[str], budget: int, focus: list[re.Pattern] = ()) -> str:
+    """Cut an over-long sentence to the window that holds most question terms (marked with …).
+
+    ``focus`` patterns (the place or amount the question asks for) weigh more than terms:
+    a window with the question's words but not its answer is no answer.
+    """
     if len(sentence) <= budget:
         return sentence
-    positions = sorted(p for t in terms for p in [sentence.find(t)] if p >= 0) or [0]
-    best_start, best_count = 0, -1
-    for start in range(0, len(sentence) - budget + 1, 5):
-        count = sum(start <= p < start + budget for p in positions) + 0.5 * len(
-            _NUMBER.findall(sentence[start : start + budget])
-        ) / 10
-        if count > best_count:
-            best_start, best_count = start, count
+    marks = [(p, p + len(t), 1.0) for t in terms for p in [sentence.find(t)] if p >= 0]
+    marks += [(m.start(), m.end(), 3.0) for f in focus for m in f.finditer(sentence)]
+    best_start, best_weight = 0, -1.0
+    for start in range(0, len(sentence) - budget + 1, 2):
+        weight = sum(w for a, b, w in marks if start <= a and b <= start + budget)
+        if weight > best_weight:
+            best_start, best_weight = start, weight
     window = sentence[best_start : best_start + budget]
     return ("…" if best_start > 0 else "") + window + ("…" if best_start + budget < len(sentence) else "")
 
@@ -77,16 +93,19 @@ class OfflineAnswerer:
         terms = key_terms(question)
         alternatives = self._alternatives(question, terms)
         if not hits or not terms:
-            return self._abstain(question, hits, titles)
+            return self.abstain(question, hits, titles)
 
         candidates = self._candidates(hits[:8])
         if not candidates:
-            return self._abstain(question, hits, titles)
+            return self.abstain(question, hits, titles)
         weights = self._term_weights(terms, alternatives, candidates)
         q_bigrams = _bigrams("".join(terms))
         numeric = bool(_AMOUNT_Q.search(question) or _YEAR_Q.search(question))
         unit_wanted = [u for u in _UNITS if u in question]
         total = sum(weights.values()) or 1.0
+        years = set(_YEAR.findall(question))
+        place_wanted = bool(_PLACE_Q.search(question))
+        name_wanted = bool(_NAME_Q.search(question))
         for c in candidates:
             heading_terms = set(content_words(c.hit.chunk.heading))
             covered = 0.0
@@ -102,14 +121,30 @@ class OfflineAnswerer:
                 score += 0.08
                 if any(re.search(rf"\d[\d,.]*\s*{re.escape(u)}", c.text) for u in unit_wanted):
                     score += 0.12
+            if years and years <= set(_YEAR.findall(c.text)):
+                score += 0.1
+            if place_wanted and _PLACE.search(c.text):
+                score += 0.15
+            if name_wanted and re.search(r"「[^」]{2,}」|[ァ-ヶー]{4,}|[A-Za-z]{3,}", c.text):
+                score += 0.05
             if len(c.text) < 12:
                 score -= 0.2  # a bare heading answers nothing
             c.score = score
 
+        units = [pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)]
+        for c in candidates:
+            # A question about 2030 is not answered by a sentence about 2027, nor "いくら" by one with no amount.
+            if years and not years <= set(_YEAR.findall(c.text)):
+                c.evidence *= 0.6
+                c.score -= 0.15
+            if units and not any(u.search(c.text) for u in units):
+                c.evidence *= 0.6
+                c.score -= 0.15
         candidates.sort(key=lambda c: -c.score)
         best = candidates[0]
+        self._last_evidence = best.evidence
         if best.evidence < self.settings.min_evidence:
-            return self._abstain(question, hits, titles)
+            return self.abstain(question, hits, titles)
         chosen = [best]
         covered_terms = set(best.terms)
         used = len(best.text)
@@ -128,7 +163,11 @@ class OfflineAnswerer:
             covered_terms |= c.terms
             used += min(len(c.text), _MAX_SENTENCE_CHARS)
         # Keep reading order within a page so a list reads as it does in the document.
-        return self._compose(question, chosen, hits, titles, terms)
+        focus = [pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)]
+        focus += [re.compile(y) for y in years]
+        if place_wanted:
+            focus.append(_PLACE)
+        return self._compose(question, chosen, hits, titles, terms, focus)
 
     def _candidates(self, hits: list[Hit]) -> list[_Candidate]:
         seen: set[str] = set()
@@ -162,7 +201,9 @@ class OfflineAnswerer:
             weights[t] = math.log(1 + n / (1 + df))
         return weights
 
-    def _compose(self, question: str, chosen: list[_Candidate], hits: list[Hit], titles: dict[str, str], terms: list[str]) -> Answer:
+    def _compose(
+        self, question: str, chosen: list[_Candidate], hits: list[Hit], titles: dict[str, str], terms: list[str], focus: list[re.Pattern]
+    ) -> Answer:
         markers: dict[tuple[str, int], int] = {}
         citations: list[Citation] = []
         lines: list[str] = []
@@ -174,10 +215,10 @@ class OfflineAnswerer:
                 citations.append(
                     Citation(markers[key], chunk.source, chunk.page, chunk.heading, c.text, chunk.id, titles.get(chunk.source, ""))
                 )
-            lines.append(f"{_trim(c.text, terms, _MAX_SENTENCE_CHARS)}[{markers[key]}]")
+            lines.append(f"{_trim(c.text, terms, _MAX_SENTENCE_CHARS, focus)}[{markers[key]}]")
         return Answer(question=question, text="\n".join(lines), found=True, citations=citations, hits=hits)
 
-    def _abstain(self, question: str, hits: list[Hit], titles: dict[str, str]) -> Answer:
+    def abstain(self, question: str, hits: list[Hit], titles: dict[str, str]) -> Answer:
         near: list[Citation] = []
         seen: set[tuple[str, int]] = set()
         for hit in hits:

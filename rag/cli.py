@@ -188,7 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands whose code lives beside the feature they expose; each module has add_cli(subparsers).
-_COMMAND_MODULES = ("rag.serve", "rag.evaluate")
+_COMMAND_MODULES = ("rag.serve", "rag.evaluate", "rag.bench", "rag.schemes")
 
 
 def main(argv: list[str] | None = None) -> int:

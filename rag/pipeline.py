@@ -16,7 +16,7 @@ from rag.answer import OfflineAnswerer
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
 from rag.index import LocalIndex
-from rag.query import prepare
+from rag.query import prepare, validate_question
 from rag.retrieve import HybridRetriever, Reranker
 from rag.schema import Answer, Citation
 
@@ -110,7 +110,7 @@ class Pipeline:
             answer = self.offline.answer(query.text, hits, self.titles())
         t2 = time.perf_counter()
         answer.question = question
-        answer.standalone_question = query.text if query.text != question else None
+        answer.standalone_question = query.text if query.text != validate_question(question) else None
         answer.citations = self._with_labels(answer.citations)
         answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}
         yield answer

@@ -1,0 +1,41 @@
+"""The regression gate: the eval suite must not fall below the floors stored in eval/floors.json."""
+
+import json
+
+from conftest import ROOT
+from rag.evaluate import check_floors, load_qa, run_eval, score_answer, write_report
+
+
+def test_eval_suite_stays_above_its_floors(pipeline, tmp_path):
+    items = load_qa(ROOT / "eval" / "qa.jsonl")
+    assert len(items) >= 100
+    run = run_eval(pipeline, items, k=10, baselines=False)
+    paths = write_report(run, tmp_path / "out")
+    assert json.loads(paths["summary"].read_text())["n"] == len(items)
+    assert paths["chart"].stat().st_size > 1000 and "## 全体" in paths["report"].read_text()
+    floors = json.loads((ROOT / "eval" / "floors.json").read_text())
+    assert check_floors(run.summary, floors) == []
+
+
+def test_eval_set_is_well_formed():
+    items = load_qa(ROOT / "eval" / "qa.jsonl")
+    types = [i.type for i in items]
+    assert sum(t == "paraphrase" for t in types) >= 0.3 * len(items)
+    assert sum(not i.answerable for i in items) >= 0.1 * len(items)
+    for i in items:
+        assert i.answerable == bool(i.sources) and (i.answerable or not i.must_include)
+
+
+def test_scoring_rules():
+    from rag.evaluate import QAItem
+
+    item = QAItem("x", "q", "a", ("1,500団体", "2027年度"), (("f.pdf", 2),), True, "factoid")
+    assert score_answer(item, "2027年度までに１５００ 団体とする。")[0]
+    assert not score_answer(item, "2027年度までに1,000団体")[0]
+    assert not score_answer(item, "2027年度までに1,500団体" + "。" * 400)[0]  # a passage is not an answer
+
+
+def test_floor_check_reports_each_breach():
+    summary = {"answer_accuracy": 0.5, "retrieval": {"recall@5": 0.9}, "abstention": {"answerable_wrongly_abstained": 0.2}}
+    breaches = check_floors(summary, {"answer_accuracy": 0.6, "retrieval.recall@5": 0.8, "abstention.answerable_wrongly_abstained": 0.1})
+    assert len(breaches) == 2
