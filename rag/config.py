@@ -58,7 +58,7 @@ class RetrievalSettings(_Section):
 class AnswerSettings(_Section):
     max_sentences: int = Field(3, ge=1, le=5)
     max_chars: int = Field(200, ge=40, description="Quoted text before the source list.")
-    min_evidence: float = Field(0.3, ge=0, le=1, description="Below this evidence score the answerer abstains.")
+    min_evidence: float = Field(0.38, ge=0, le=1, description="Below this evidence score the answerer abstains.")
 
 
 class LLMSettings(_Section):

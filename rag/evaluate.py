@@ -215,14 +215,14 @@ def _compact(summary: dict) -> dict:
 def run_baselines(pipeline, items: Sequence[QAItem], k: int = 10) -> dict:
     """Same questions, same machine, same run: what simpler systems achieve."""
     out: dict[str, dict] = {}
-    answerer = OfflineAnswerer(pipeline.settings.answer)
+    answerer = OfflineAnswerer(pipeline.settings.answer, pipeline.embedder)
     titles = pipeline.titles()
     for mode, name in (("sparse", "bm25_only"), ("dense", "dense_only")):
         rows = []
         for item in items:
             t0 = time.perf_counter()
             hits = pipeline.retriever.search(item.question, k=k, mode=mode)
-            answer = answerer.answer(item.question, hits, titles)
+            answer = answerer.answer(item.question, hits, titles, pipeline._page_text)
             rows.append(_baseline_row(item, answer, [(h.chunk.source, h.chunk.page) for h in hits], (time.perf_counter() - t0) * 1000))
         out[name] = _compact(summarise(rows))
     out.update(_vanilla_langchain(pipeline, items))

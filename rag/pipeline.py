@@ -27,7 +27,7 @@ class Pipeline:
         self.index = index
         self.embedder = embedder
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
-        self.offline = OfflineAnswerer(settings.answer)
+        self.offline = OfflineAnswerer(settings.answer, embedder)
         self._llm = None
 
     @classmethod
@@ -54,6 +54,10 @@ class Pipeline:
 
     def titles(self) -> dict[str, str]:
         return {name: s.get("title") or name for name, s in self.index.manifest.sources.items()}
+
+    def _page_text(self, source: str, page: int) -> str | None:
+        found = self.index.get_page(source, page)
+        return found.text if found else None
 
     def _with_labels(self, citations: list[Citation]) -> list[Citation]:
         out = []
@@ -107,7 +111,7 @@ class Pipeline:
                 else:
                     yield item
         else:
-            answer = self.offline.answer(query.text, hits, self.titles())
+            answer = self.offline.answer(query.text, hits, self.titles(), self._page_text)
         t2 = time.perf_counter()
         answer.question = question
         answer.standalone_question = query.text if query.text != validate_question(question) else None
