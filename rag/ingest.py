@@ -69,7 +69,7 @@ def sha256_file(path: Path) -> str:
 
 # Bump when loaders, normalisation or chunking change what they produce, so that
 # existing indexes are rebuilt instead of mixing old and new text.
-EXTRACTION_VERSION = 1
+EXTRACTION_VERSION = 2
 
 
 def _chunking_params(settings: Settings) -> dict:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from rag.normalize import normalize_lines
+from rag.normalize import collapse_overprint, collapse_repeated_lines, join_vertical_runs, normalize_lines
 from rag.schema import Page
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns per odd object; we report per file
@@ -75,7 +75,7 @@ class PdfLoader:
                 raise DocumentError(
                     source, "パスワードで保護（暗号化）されています", "保護を解除したPDFを置いてください"
                 )
-            pages_iter = list(reader.pages)
+            page_count = len(reader.pages)
             labels = _page_labels(reader)
             title = _pdf_title(reader) or Path(source).stem
         except DocumentError:
@@ -87,14 +87,13 @@ class PdfLoader:
                 source, f"PDFを読み込めません（壊れている可能性: {exc}）", "元のファイルを入手し直して置き換えてください"
             ) from None
 
-        doc = LoadedDocument(source=source, title=title, page_count=len(pages_iter))
-        for number, page in enumerate(pages_iter, start=1):
-            try:
-                raw = page.extract_text() or ""
-            except Exception as exc:  # pypdf raises many types on damaged content streams
-                doc.problems.append(f"p.{number}: 文字を取り出せません（{type(exc).__name__}）")
+        doc = LoadedDocument(source=source, title=title, page_count=page_count)
+        for number, raw, printed, error in _pdf_page_texts(path, reader, page_count):
+            if error is not None:
+                doc.problems.append(f"p.{number}: 文字を取り出せません（{error}）")
                 continue
-            made = make_page(source, number, raw, labels.get(number))
+            # /PageLabels is what the author declared; a number printed on the page comes second.
+            made = make_page(source, number, raw, labels.get(number) or printed)
             if made is None:
                 doc.problems.append(f"p.{number}: {NO_TEXT_PAGE}")
                 continue
@@ -104,6 +103,39 @@ class PdfLoader:
                 source, "テキスト層がありません（スキャン画像のみのPDF）", "OCRで文字を付けたPDFにしてから追加してください"
             )
         return doc
+
+
+def _pdf_page_texts(path: Path, reader, page_count: int) -> Iterator[tuple[int, str, str | None, str | None]]:
+    """(page number, raw text, printed label, error) for each page, one page at a time.
+
+    pdfium's positioned characters give reading order, one copy of overprinted
+    headings and joined vertical text (:mod:`rag.pdf_text`); pypdf is the fallback
+    for a file or a page pdfium cannot read.
+    """
+    from rag.pdf_text import PdfTextError, iter_page_texts
+
+    done = 0
+    try:
+        for result in iter_page_texts(path):
+            done += 1
+            if isinstance(result, Exception):
+                yield _pypdf_page_text(reader, done)
+            else:
+                yield done, result.text, result.label, None
+    except PdfTextError:
+        pass
+    for number in range(done + 1, page_count + 1):
+        yield _pypdf_page_text(reader, number)
+
+
+def _pypdf_page_text(reader, number: int) -> tuple[int, str, str | None, str | None]:
+    try:
+        raw = reader.pages[number - 1].extract_text() or ""
+    except Exception as exc:  # pypdf raises many types on damaged content streams
+        return number, "", None, type(exc).__name__
+    # pypdf repeats overprinted (bold) headings and gives vertical text one character per line.
+    lines = join_vertical_runs(collapse_repeated_lines([collapse_overprint(line) for line in raw.splitlines()]))
+    return number, "\n".join(lines), None, None
 
 
 def _try_empty_password(reader) -> bool:

@@ -35,7 +35,7 @@ _CID = re.compile(r"\(cid:\d+\)")
 _INVISIBLE = re.compile("[\u00ad\u200b-\u200f\u2060\ufeff]")
 _PRIVATE_USE = re.compile("[\ue000-\uf8ff\U000f0000-\U000ffffd\U00100000-\U0010fffd]")
 # Glyphs that PDFs use as list bullets; normalised to the plain Japanese bullet.
-_BULLET_GLYPHS = "•●○◯◆◇■□▪▫▶▷►➤➢➣➔→⚫⚪✓✔❖◎※♦❑"
+_BULLET_GLYPHS = "•●○◯◆◇■□▪▫▶▷►➤➢➣➔→⚫⚪✓✔❖◎※♦❑◦▸▹◉⦿❏❐❒"
 _BULLET_LINE = re.compile(rf"^\s*[{_BULLET_GLYPHS}\ue000-\uf8ff]+\s*")
 
 _CJK = r"\u3005-\u3007\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff66-\uff9f"
@@ -144,3 +144,98 @@ def comparable(text: str) -> str:
     text = normalize_chars(text).replace("**", "")
     text = _WHITESPACE.sub("", text)
     return _THOUSANDS.sub("", text).lower()
+
+
+# --- Repairs for text that plain PDF extraction breaks (used by the PDF loader) ---
+
+_SINGLE_CJK_LINE = re.compile(rf"^\s*[{_JA}]\s*$")
+_WORDY = re.compile(rf"[{_CJK}A-Za-z]")
+
+
+def collapse_overprint(line: str) -> str:
+    """One copy of a line that a PDF "printed" several times to look bold.
+
+    Extractors return such headings as ``人口の減少人口の減少人口の減少人口の減少``,
+    ``① 見出し ① 見出し 見出し`` (a later copy may lack the leading mark), or
+    with every character repeated (``森森森森とととと``).  Only whole-line
+    repetition is collapsed, and only where ordinary prose does not repeat itself:
+    a unit of four or more characters, or three or more copies.
+    """
+    text = line.strip()
+    compact = re.sub(r"\s+", "", text)
+    n = len(compact)
+    # Headings are words: repeated figures ("1,000 1,000") are table cells, not overprint.
+    if n < 4 or len(_WORDY.findall(compact)) < 2:
+        return line
+    for size in range(2, n // 2 + 1):  # the shortest unit first: four copies are not two of two
+        k, rest = divmod(n, size)
+        if rest or k > 8:
+            continue
+        if compact[:size] * k == compact and (size >= 4 or k >= 3):
+            return _prefix_with(text, size)
+    groups = [len(m.group(0)) for m in re.finditer(r"(.)\1*", compact)]
+    if len(groups) >= 2 and groups[0] >= 2 and (len(groups) >= 3 or groups[0] >= 3) and len(set(groups)) == 1:
+        return compact[:: groups[0]]
+    tokens = text.split()
+    for p in range(1, len(tokens) // 2 + 1):
+        first = "".join(tokens[:p])
+        if len(first) < 4:
+            continue
+        piece, copies, ok = "", 0, True
+        for token in tokens[p:]:
+            piece += token
+            if piece == first or (len(piece) >= max(4, len(first) // 2) and first.endswith(piece)):
+                piece, copies = "", copies + 1
+            elif not first.startswith(piece) and not first.endswith(piece) and piece not in first:
+                ok = False
+                break
+        if ok and copies and not piece:
+            return " ".join(tokens[:p])
+    return line
+
+
+def collapse_repeated_lines(lines: list[str]) -> list[str]:
+    """Drop a line of words that repeats the line before it (an overprinted heading split into lines).
+
+    Numbers and marks repeat legitimately in tables (``100.0``, ``○``), so only a
+    line with four or more letters, kana or kanji counts.
+    """
+    out: list[str] = []
+    for line in lines:
+        if out and line.strip() == out[-1].strip() and len(_WORDY.findall(line)) >= 4:
+            continue
+        out.append(line)
+    return out
+
+
+def _prefix_with(text: str, count: int) -> str:
+    """The shortest prefix of ``text`` holding ``count`` non-space characters."""
+    seen = 0
+    for i, ch in enumerate(text):
+        if not ch.isspace():
+            seen += 1
+            if seen == count:
+                return text[: i + 1]
+    return text
+
+
+def join_vertical_runs(lines: list[str]) -> list[str]:
+    """Rejoin vertical text (縦書き) that an extractor gave one character per line.
+
+    Three or more consecutive lines of a single Japanese character are one
+    vertical line; two could be a short table column, so they are left alone.
+    """
+    out: list[str] = []
+    run: list[str] = []
+    for line in [*lines, None]:
+        if line is not None and _SINGLE_CJK_LINE.match(line):
+            run.append(line.strip())
+            continue
+        if len(run) >= 3:
+            out.append("".join(run))
+        else:
+            out.extend(run)
+        run = []
+        if line is not None:
+            out.append(line)
+    return out
