@@ -1,0 +1,143 @@
+"""Documents page: what is indexed, what could not be read, and adding PDFs.
+
+Uploads go through :func:`rag.uploads.save_upload` (validation and safe
+saving), then :func:`rag.ingest.ingest` indexes only the new files.  The index
+is swapped atomically, so other users keep searching the old version meanwhile.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from rag.index import IndexError_
+from rag.loaders import iter_corpus
+from rag.uploads import SavedUpload, UploadError, save_upload
+from rag.ui import state
+
+
+def _document_table(m) -> None:
+    infos = m.source_infos() if m else []
+    status = state.index_status(m) if m else None
+    c1, c2, c3 = st.columns(3)
+    c1.metric("文書", f"{len(infos):,}件")
+    c2.metric("ページ", f"{status.pages:,}" if status else "0")
+    c3.metric("チャンク（検索単位）", f"{status.chunks:,}" if status else "0")
+    if not infos:
+        st.info("索引に入っている文書はまだありません。下の「PDFを追加」から登録してください。")
+        return
+    rows = [
+        {
+            "タイトル": i.title,
+            "ファイル名": i.source,
+            "ページ数": i.pages,
+            "チャンク数": i.chunks,
+            "読み取りの注意": f"{len(i.problems)}件" if i.problems else "なし",
+        }
+        for i in infos
+    ]
+    st.dataframe(
+        rows,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "タイトル": st.column_config.TextColumn(width="large"),
+            "ファイル名": st.column_config.TextColumn(width="medium"),
+            "ページ数": st.column_config.NumberColumn(format="%d"),
+            "チャンク数": st.column_config.NumberColumn(format="%d"),
+        },
+    )
+    for i in infos:
+        if i.problems:
+            with st.expander(f"{i.title}: 読み取れなかったページ（{len(i.problems)}件）", icon=":material/warning:"):
+                st.markdown("\n".join(f"- {x}" for x in i.problems))
+                st.caption("画像だけのページは文字を検索できません。OCRで文字を付けたPDFに差し替えると検索できるようになります。")
+
+
+def _not_indexed(m) -> None:
+    """Files in the corpus folder that the index does not contain (failed to load, or added by hand)."""
+    s = state.settings()
+    corpus = Path(s.corpus_dir)
+    if not corpus.is_dir():
+        return
+    indexed = set(m.sources) if m else set()
+    missing = [src for _, src in iter_corpus(corpus, s.ignore_names) if src not in indexed]
+    if missing:
+        st.warning(
+            "文書フォルダにあるのに索引に入っていないファイルがあります: "
+            + "、".join(missing)
+            + "。サイドバーの「再索引」で読み込むか、読み込めない理由を確認できます。",
+            icon=":material/report:",
+        )
+
+
+def _upload_form() -> None:
+    s = state.settings()
+    limit = s.app.max_upload_mb
+    st.subheader("PDFを追加")
+    st.caption(
+        f"PDFは1ファイル{limit} MBまで。文字を検索できるPDF（テキスト付き）が対象です。"
+        "パスワード付きのPDFや、スキャン画像だけのPDFは追加できません。"
+    )
+    with st.form("upload", clear_on_submit=True, border=True):
+        files = st.file_uploader(
+            "追加するPDFファイル（複数選択できます）",
+            type=["pdf"],
+            accept_multiple_files=True,
+            max_upload_size=limit,
+        )
+        submitted = st.form_submit_button("追加して索引に反映", type="primary", icon=":material/upload_file:")
+    if not submitted:
+        return
+    if not files:
+        st.warning("ファイルが選ばれていません。PDFを選んでから「追加して索引に反映」を押してください。")
+        return
+    saved: list[SavedUpload] = []
+    for f in files:
+        try:
+            result = save_upload(f.getvalue(), f.name, Path(s.corpus_dir), max_upload_mb=limit)
+        except UploadError as exc:
+            st.error(f"追加できませんでした — {exc}", icon=":material/block:")
+            continue
+        except OSError as exc:
+            st.error(f"{f.name}: 保存できませんでした（{exc}）。文書フォルダの書き込み権限を確認してください。")
+            continue
+        if result.status == "duplicate":
+            st.info(result.message(), icon=":material/content_copy:")
+        else:
+            saved.append(result)
+    if not saved:
+        return
+    try:
+        report = state.run_ingest(s, label="追加したPDFを索引に反映しています")
+    except (FileNotFoundError, IndexError_) as exc:
+        st.error(f"ファイルは保存しましたが、索引に反映できませんでした: {exc}")
+        return
+    failed = {f.source: f.error for f in report.failed}
+    for r in saved:
+        if r.source in failed:
+            st.error(f"索引に追加できませんでした — {failed[r.source]}")
+        else:
+            st.success(r.message(), icon=":material/check_circle:")
+            for problem in r.problems:
+                st.caption(f"注意: {problem}")
+
+
+def render() -> None:
+    st.set_page_config(layout="wide")  # room for the document table
+    st.title("文書の管理")
+    st.caption("検索の対象になっている資料の一覧と、資料の追加です。")
+    listing = st.container()
+    st.divider()
+    _upload_form()
+    # Drawn last so that a just-finished upload is already in the list.
+    m = state.manifest()
+    with listing:
+        st.subheader("登録されている文書")
+        _document_table(m)
+        _not_indexed(m)
+
+
+if __name__ == "__main__":
+    render()
