@@ -43,6 +43,8 @@ _UNITS = ("団体", "%", "人", "校", "地域", "か所", "箇所", "都市", "
 _MAX_SENTENCE_CHARS = 130
 _DENSE_RERANK = 12  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
 _DENSE_SHARE = 0.35
+# (cosine of unrelated text, spread up to a clear answer) per embedder; USE measured on eval/qa.jsonl.
+_DENSE_CALIBRATION = {"use-multilingual": (0.15, 0.45)}
 
 
 @dataclass
@@ -102,8 +104,10 @@ class OfflineAnswerer:
         hits: list[Hit],
         titles: dict[str, str] | None = None,
         page_text: Callable[[str, int], str | None] | None = None,
+        query_vector=None,
     ) -> Answer:
-        """``page_text(source, page)`` lets a list answer continue past the end of its chunk."""
+        """``page_text(source, page)`` lets a list answer continue past the end of its chunk;
+        ``query_vector`` is the question as the retriever embedded it (saves embedding it twice)."""
         titles = titles or {}
         terms = key_terms(question)
         alternatives = self._alternatives(question, terms)
@@ -121,8 +125,12 @@ class OfflineAnswerer:
         years = set(_YEAR.findall(question))
         place_wanted = bool(_PLACE_Q.search(question))
         name_wanted = bool(_NAME_Q.search(question))
+        heading_terms_of: dict[str, set[str]] = {}
         for c in candidates:
-            heading_terms = set(content_words(c.hit.chunk.heading))
+            heading = c.hit.chunk.heading
+            if heading not in heading_terms_of:
+                heading_terms_of[heading] = set(content_words(heading))
+            heading_terms = heading_terms_of[heading]
             covered = 0.0
             for t, w in weights.items():
                 if alternatives[t] & c.terms:
@@ -160,12 +168,13 @@ class OfflineAnswerer:
                 c.score -= 0.15
         candidates.sort(key=lambda c: -c.score)
         if self.embedder is not None:
-            self._add_dense(question, candidates[:_DENSE_RERANK])
+            self._add_dense(question, candidates[:_DENSE_RERANK], query_vector)
             candidates.sort(key=lambda c: -c.score)
         best = candidates[0]
-        self._last_evidence = best.evidence
         if best.evidence < self.settings.min_evidence:
-            return self.abstain(question, hits, titles)
+            abstained = self.abstain(question, hits, titles)
+            abstained.evidence = best.evidence
+            return abstained
         chosen = [best]
         covered_terms = set(best.terms)
         used = len(best.text)
@@ -196,7 +205,9 @@ class OfflineAnswerer:
         focus += [re.compile(y) for y in years]
         if place_wanted:
             focus.append(_PLACE)
-        return self._compose(question, chosen, hits, titles, terms, focus)
+        answer = self._compose(question, chosen, hits, titles, terms, focus)
+        answer.evidence = best.evidence
+        return answer
 
     def _candidates(self, hits: list[Hit]) -> list[_Candidate]:
         seen: set[str] = set()
@@ -209,14 +220,17 @@ class OfflineAnswerer:
                 out.append(_Candidate(rank, hit, sentence, set(content_words(sentence)), _bigrams(sentence)))
         return out
 
-    def _add_dense(self, question: str, top: list[_Candidate]) -> None:
+    def _add_dense(self, question: str, top: list[_Candidate], query_vector=None) -> None:
         import numpy as np
 
-        vectors = self.embedder.embed_array([question] + [c.text[:300] for c in top])
-        sims = vectors[1:] @ vectors[0]
+        if query_vector is None:
+            query_vector = self.embedder.embed_query_array(question)
+        sims = self.embedder.embed_array([c.text[:300] for c in top]) @ np.asarray(query_vector, dtype=np.float32)
+        # Where cosines of answering and unrelated sentences fall depends on the model:
+        # calibrated for the bundled USE on eval/qa.jsonl; a rough default for others.
+        low, span = _DENSE_CALIBRATION.get(self.embedder.name, (0.5, 0.4))
         for c, sim in zip(top, sims):
-            # USE cosine for an answering sentence sits around 0.3-0.6; unrelated text near 0.1.
-            dense = float(np.clip((sim - 0.15) / 0.45, 0.0, 1.0))
+            dense = float(np.clip((sim - low) / span, 0.0, 1.0))
             c.evidence = (1 - _DENSE_SHARE) * c.evidence + _DENSE_SHARE * dense
             c.score += _DENSE_SHARE * dense
 

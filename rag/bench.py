@@ -146,25 +146,6 @@ def _main_phase(phase: str, args: dict) -> None:
     print(json.dumps(result))
 
 
-def _cmd(args) -> int:
-    results = run_bench(skip_large=args.skip_large, n_chunks=args.chunks)
-    if args.json:
-        print(json.dumps(results, ensure_ascii=False, indent=2))
-        return 0
-    print(f"machine: {results.pop('machine')}")
-    for name, r in results.items():
-        print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in r.items()))
-    return 0
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("bench", help="速度とメモリを測る（取り込み・再取り込み・質問応答）")
-    p.add_argument("--skip-large", action="store_true", help="10万チャンクの合成索引を作らない（数分かかるため）")
-    p.add_argument("--chunks", type=int, default=100_000)
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=_cmd)
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--phase", required=True)

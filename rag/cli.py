@@ -1,15 +1,23 @@
-"""`rag` command line: a thin shell over the library (ingest, ask, eval, schemes, serve, bench)."""
+"""`rag` command line: a thin shell over the library.
+
+Every subcommand reads settings once here, at the edge, calls the same library
+functions as the app, and turns expected failures into one line on stderr
+(exit 2) instead of a traceback.
+"""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 import json
 import os
 import sys
 from pathlib import Path
 
-from rag.config import PROJECT_ROOT, Settings, load_settings
+from rag.config import PROJECT_ROOT, Settings, SettingsError, load_settings
+
+
+class CommandError(Exception):
+    """An expected failure: the message is the one line the user sees."""
 
 
 def _settings(args: argparse.Namespace, **extra: object) -> Settings:
@@ -18,50 +26,42 @@ def _settings(args: argparse.Namespace, **extra: object) -> Settings:
         overrides["corpus_dir"] = Path(args.corpus)
     if getattr(args, "index", None):
         overrides["index_dir"] = Path(args.index)
-    llm = _llm_from_environment()
-    if llm:
-        overrides["llm"] = llm
-    return load_settings(Path(args.config) if getattr(args, "config", None) else None, **overrides)
+    config = Path(args.config) if getattr(args, "config", None) else None
+    return load_settings(config, environ=os.environ, **overrides)
 
 
-def _llm_from_environment() -> dict | None:
-    """The conventional OpenAI/Ollama variables, read here at the edge and passed in."""
-    if os.environ.get("RAG_LLM__PROVIDER"):
-        return None  # explicit RAG_* settings win; pydantic-settings reads them
-    if os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"):
-        model = os.environ.get("RAG_LLM_MODEL") or os.environ.get("OPENAI_MODEL")
-        if model:
-            return {
-                "provider": "openai",
-                "base_url": os.environ.get("OPENAI_BASE_URL"),
-                "api_key": os.environ.get("OPENAI_API_KEY"),
-                "model": model,
-            }
-    return None
+def _k(value: str) -> int:
+    try:
+        k = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"整数を指定してください: {value!r}") from None
+    if not 1 <= k <= 100:
+        raise argparse.ArgumentTypeError(f"1〜100 の範囲で指定してください: {k}")
+    return k
 
 
-def _fail(message: str, code: int = 2) -> int:
-    print(f"エラー: {message}", file=sys.stderr)
-    return code
+def _open_pipeline(settings: Settings):
+    from rag.pipeline import Pipeline
+
+    if not Path(settings.index_dir).exists():
+        raise CommandError(f"索引フォルダがありません: {settings.index_dir}。先に `rag ingest` を実行してください")
+    return Pipeline.load(settings)
 
 
 # ------------------------------------------------------------------ ingest
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
-    from rag.index import IndexError_
     from rag.ingest import ingest
 
     settings = _settings(args)
-    bar = _progress_bar()
+    bar = _ProgressBar.create()
     try:
         report = ingest(settings, rebuild=args.rebuild, progress=bar)
-    except (FileNotFoundError, IndexError_) as exc:
-        return _fail(str(exc))
     finally:
         if bar:
             bar.close()
-    if report.reason:
+    if report.reason and report.rebuilt:
         print(f"索引を作り直しました: {report.reason}")
     for f in report.files:
         if f.status == "failed":
@@ -74,20 +74,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(line)
         for problem in f.problems:
             print(f"    注意: {problem}")
-    if not report.changed and not report.failed and not report.reason:
+    if not report.changed and not report.failed and not report.rebuilt:
         print(f"変更はありません（{settings.index_dir}）。")
-    elif report.changed or report.reason:
+    elif report.changed or report.rebuilt:
         print(f"索引を更新しました: {settings.index_dir}")
     return 1 if report.failed else 0
 
 
-class _progress_bar:
-    """tqdm bar over files; prints nothing when stderr is not a terminal (CI logs stay readable)."""
+class _ProgressBar:
+    """tqdm bar over files; nothing when stderr is not a terminal (CI logs stay readable)."""
 
-    def __new__(cls):
-        if not sys.stderr.isatty():
-            return None
-        return super().__new__(cls)
+    @classmethod
+    def create(cls) -> _ProgressBar | None:
+        return cls() if sys.stderr.isatty() else None
 
     def __init__(self):
         from tqdm import tqdm
@@ -108,22 +107,14 @@ class _progress_bar:
 
 
 def cmd_ask(args: argparse.Namespace) -> int:
-    from rag.index import IndexError_
-    from rag.pipeline import Pipeline
     from rag.query import QuestionError
 
-    settings = _settings(args)
-    if not Path(settings.index_dir).exists():
-        return _fail(f"索引フォルダがありません: {settings.index_dir}。先に `rag ingest` を実行してください")
-    try:
-        pipeline = Pipeline.load(settings)
-    except IndexError_ as exc:
-        return _fail(str(exc))
+    pipeline = _open_pipeline(_settings(args))
     sources = args.source or None
     if sources:
         unknown = [s for s in sources if s not in pipeline.index.manifest.sources]
         if unknown:
-            return _fail(f"索引にない文書です: {', '.join(unknown)}（`rag ingest` の出力で文書名を確認してください）")
+            raise CommandError(f"索引にない文書です: {', '.join(unknown)}（`rag ingest` の出力で文書名を確認してください）")
     use_llm = False if args.offline else None
 
     if args.question == "-":
@@ -146,16 +137,113 @@ def cmd_ask(args: argparse.Namespace) -> int:
             print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
             return 0
         answer = None
+        streamed = False
         for item in pipeline.ask_stream(args.question, k=args.k, sources=sources, use_llm=use_llm):
             if isinstance(item, str):
                 print(item, end="", flush=True)
+                streamed = True
             else:
                 answer = item
     except QuestionError as exc:
-        return _fail(str(exc))
-    if answer.mode != "offline":
-        print("\n")
+        raise CommandError(str(exc)) from None
+    if streamed:
+        # The streamed text was the draft; the checked answer (invalid markers removed) replaces it.
+        print("\n\n--- 確認済みの回答 ---")
     print(answer.render())
+    return 0
+
+
+# ------------------------------------------------------------------ eval
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from rag.evaluate import QAFormatError, by_type_table, check_floors, load_qa, run_eval, summary_table, write_report
+    from rag.ingest import ingest
+
+    extra = {}
+    if args.corpus and not args.index:
+        # A corpus of its own gets an index of its own, never mixed into the default one.
+        extra["index_dir"] = PROJECT_ROOT / "indexes" / Path(args.corpus).resolve().name
+    settings = _settings(args, **extra)
+    try:
+        items = load_qa(Path(args.qa))
+    except OSError as exc:
+        raise CommandError(f"評価データを読めません（{args.qa}: {exc.strerror}）") from None
+    except QAFormatError as exc:
+        raise CommandError(str(exc)) from None
+    if args.corpus:
+        for f in ingest(settings).failed:
+            print(f"✗ {f.error}", file=sys.stderr)
+    pipeline = _open_pipeline(settings)
+    run = run_eval(pipeline, items, k=args.k, baselines=not args.no_baselines, use_llm=None if args.llm else False)
+    paths = write_report(run, Path(args.out), title=f"評価結果（{Path(args.qa).name}）")
+    if args.json:
+        print(json.dumps(run.summary, ensure_ascii=False, indent=2))
+    else:
+        print(summary_table(run.summary))
+        print()
+        print(by_type_table(run.summary))
+        print(f"\n報告: {paths['report']}  図: {paths['chart']}  集計: {paths['summary']}")
+    if args.floors:
+        floors = json.loads(Path(args.floors).read_text(encoding="utf-8"))
+        breaches = check_floors(run.summary, floors)
+        for line in breaches:
+            print(f"回帰: {line}", file=sys.stderr)
+        if breaches:
+            return 1
+    return 0
+
+
+# ------------------------------------------------------------------ schemes
+
+
+def cmd_schemes(args: argparse.Namespace) -> int:
+    from rag.index import LocalIndex
+    from rag.schemes import format_table, schemes_for_index, search_schemes
+
+    settings = _settings(args)
+    index = LocalIndex.open(Path(settings.index_dir))
+    try:
+        schemes = schemes_for_index(index)
+    finally:
+        index.close()
+    found = search_schemes(schemes, keyword=args.keyword or "", area=args.area or "")
+    if args.json:
+        print(json.dumps([s.to_json() for s in found], ensure_ascii=False, indent=2))
+        return 0
+    if not found:
+        condition = "、".join(x for x in (args.keyword and f"キーワード「{args.keyword}」", args.area and f"分野「{args.area}」") if x)
+        print(f"該当する制度は見つかりませんでした（{condition or '索引内'}）。")
+        return 0
+    print(format_table(found))
+    print(f"\n{len(found)}件（全{len(schemes)}件中）")
+    return 0
+
+
+# ------------------------------------------------------------------ serve, bench
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from rag.serve import serve
+
+    settings = _settings(args)
+    # The app reads its settings at its own edge; hand it what this command was told.
+    env = {"RAG_INDEX_DIR": str(settings.index_dir), "RAG_CORPUS_DIR": str(settings.corpus_dir)}
+    if args.config:
+        env["RAG_CONFIG"] = str(Path(args.config).resolve())
+    return serve(settings, args.host, args.port, env)
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from rag.bench import run_bench
+
+    results = run_bench(skip_large=args.skip_large, n_chunks=args.chunks)
+    if args.json:
+        print(json.dumps(results, ensure_ascii=False, indent=2))
+        return 0
+    print(f"machine: {results.pop('machine')}")
+    for name, r in results.items():
+        print(f"{name}: " + ", ".join(f"{k}={v}" for k, v in r.items()))
     return 0
 
 
@@ -176,26 +264,57 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("ask", help="質問に答える（- で標準入力から1行1問、JSON Lines で出力）")
     p.add_argument("question")
     p.add_argument("--index")
-    p.add_argument("--k", type=int, default=None, help="検索する箇所の数")
+    p.add_argument("--k", type=_k, default=None, help="検索する箇所の数（1〜100）")
     p.add_argument("--source", action="append", help="この文書だけを検索（複数指定可）")
     p.add_argument("--json", action="store_true", help="JSONで出力")
     p.add_argument("--offline", action="store_true", help="LLMが設定されていてもオフライン回答を使う")
     p.set_defaults(func=cmd_ask)
 
-    for module in _COMMAND_MODULES:
-        importlib.import_module(module).add_cli(sub)
+    p = sub.add_parser("eval", help="既知の質問と答えで精度を測る（ベースラインも同時に）")
+    p.add_argument("--qa", default=str(PROJECT_ROOT / "eval" / "qa.jsonl"))
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--corpus", help="この文書フォルダ用の索引を作成・更新してから評価")
+    group.add_argument("--index")
+    p.add_argument("--k", type=_k, default=10)
+    p.add_argument("--out", default=str(PROJECT_ROOT / "eval" / "out"))
+    p.add_argument("--json", action="store_true", help="集計を JSON で標準出力に")
+    p.add_argument("--no-baselines", action="store_true")
+    p.add_argument("--llm", action="store_true", help="設定された LLM で回答して評価する")
+    p.add_argument("--floors", help="下限値の JSON（下回ったら終了コード 1）")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("schemes", help="文書に出てくる補助金・交付金・税制などの制度を一覧する")
+    p.add_argument("--index", help="索引フォルダ（既定: indexes/default）")
+    p.add_argument("--json", action="store_true", help="JSONで出力")
+    p.add_argument("--keyword", help="名称・文脈で絞り込む（空白区切りですべてを含むもの）")
+    p.add_argument("--area", help="分野（ページ見出し・スライドの題）で絞り込む（部分一致）")
+    p.set_defaults(func=cmd_schemes)
+
+    p = sub.add_parser("serve", help="チャット画面（Streamlit）を起動する。索引がなければ初回に作成")
+    p.add_argument("--port", type=int, default=None, help="既定: 設定の app.port（8501）")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--corpus")
+    p.add_argument("--index")
+    p.set_defaults(func=cmd_serve)
+
+    p = sub.add_parser("bench", help="速度とメモリを測る（取り込み・再取り込み・質問応答）")
+    p.add_argument("--skip-large", action="store_true", help="10万チャンクの合成索引を作らない（数分かかるため）")
+    p.add_argument("--chunks", type=int, default=100_000)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 
-# Subcommands whose code lives beside the feature they expose; each module has add_cli(subparsers).
-_COMMAND_MODULES = ("rag.serve", "rag.evaluate", "rag.bench", "rag.schemes")
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    from rag.embeddings import EmbedderError
+    from rag.index import IndexError_
+
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except (CommandError, SettingsError, IndexError_, EmbedderError, FileNotFoundError) as exc:
+        print(f"エラー: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         return 130
 

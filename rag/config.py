@@ -11,7 +11,9 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -99,20 +101,57 @@ class Settings(BaseSettings):
     app: AppSettings = AppSettings()
 
 
-def load_settings(config_file: Path | None = None, **overrides: object) -> Settings:
+def llm_from_environment(environ: Mapping[str, str]) -> dict | None:
+    """The conventional OPENAI_* variables as LLM settings, when no RAG_LLM__* setting is given."""
+    if environ.get("RAG_LLM__PROVIDER"):
+        return None  # explicit RAG_* settings win; pydantic-settings reads them
+    model = environ.get("RAG_LLM_MODEL") or environ.get("OPENAI_MODEL")
+    if model and (environ.get("OPENAI_BASE_URL") or environ.get("OPENAI_API_KEY")):
+        return {
+            "provider": "openai",
+            "base_url": environ.get("OPENAI_BASE_URL"),
+            "api_key": environ.get("OPENAI_API_KEY"),
+            "model": model,
+        }
+    return None
+
+
+class SettingsError(ValueError):
+    """Configuration that cannot be used; the message is one line saying where and what."""
+
+
+def load_settings(
+    config_file: Path | None = None, environ: Mapping[str, str] | None = None, **overrides: object
+) -> Settings:
     """Build settings from an optional TOML file, the environment, then explicit overrides.
 
     Precedence, highest first: ``overrides`` > ``RAG_*`` environment > TOML file > defaults.
-    The LLM section also honours the conventional ``OPENAI_BASE_URL``/``OPENAI_API_KEY``
-    only through the CLI/app, which pass them in as overrides.
+    ``environ`` (the CLI and the app pass ``os.environ``) also supplies the conventional
+    OPENAI_* variables and ``RAG_CONFIG``, the TOML file's path.  Called only at the edges.
     """
-    file_values: dict[str, object] = {}
-    if config_file is not None:
-        file_values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
-    env_settings = Settings()
-    merged = _deep_merge(file_values, env_settings.model_dump(exclude_unset=True))
-    merged = _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
-    return Settings.model_validate(merged) if merged else env_settings
+    environ = environ if environ is not None else {}
+    config_file = config_file or (Path(environ["RAG_CONFIG"]) if environ.get("RAG_CONFIG") else None)
+    try:
+        file_values: dict[str, object] = {}
+        if config_file is not None:
+            file_values = tomllib.loads(Path(config_file).read_text(encoding="utf-8"))
+        env_settings = Settings()
+        merged = _deep_merge(file_values, env_settings.model_dump(exclude_unset=True))
+        llm = llm_from_environment(environ)
+        if llm and "llm" not in overrides:
+            merged = _deep_merge(merged, {"llm": llm})
+        merged = _deep_merge(merged, {k: v for k, v in overrides.items() if v is not None})
+        return Settings(**merged) if merged else env_settings
+    except OSError as exc:
+        raise SettingsError(f"設定ファイルを読めません（{config_file}: {exc.strerror}）。パスを確かめてください") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"設定ファイルの書式が正しくありません（{config_file}: {exc}）。TOML として直してください") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"])
+        raise SettingsError(
+            f"設定が正しくありません（{where}: {first['msg']}）。設定ファイルか環境変数 RAG_… を直してください"
+        ) from None
 
 
 def _deep_merge(base: dict, top: dict) -> dict:

@@ -99,7 +99,7 @@ class SentenceTransformerEmbeddings(IndexEmbedder):
                 f"埋め込みモデル {model!r} を読み込めません（{type(exc).__name__}: {str(exc)[:200]}）。"
                 "モデルのフォルダを指定するか、ネットワークのある環境で一度ダウンロードしてください"
             ) from None
-        self.name = model if not Path(model).exists() else f"local:{Path(model).resolve().name}"
+        self.name = embedder_id(model)
         dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
         self.dimension = int(dim())
         # A model that declares its own prompts knows best; otherwise use the family's prefixes.
@@ -123,6 +123,11 @@ class SentenceTransformerEmbeddings(IndexEmbedder):
 
     def embed_query_array(self, text: str) -> np.ndarray:
         return self._encode([self._query_prefix + text])[0]
+
+
+def embedder_id(model: str) -> str:
+    """The name an index records for a model: a local folder by its folder name, so moving it is harmless."""
+    return f"local:{Path(model).resolve().name}" if Path(model).exists() else model
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ _DENSE = "dense.faiss"
 _BM25 = "bm25"
 
 
-class IndexError_(Exception):
+class IndexError_(Exception):  # trailing underscore: IndexError is a builtin
     """Base for index problems; the message is one line a user can act on."""
 
 
@@ -174,15 +174,27 @@ class LocalIndex:
         hnsw: tuple[int, int, int] = (50_000, 32, 128),
     ) -> LocalIndex:
         """Open the live version.  Refuses an index built with another embedder when ``embedder`` is given."""
-        version_dir = _current_version(Path(index_dir))
-        manifest = _load_manifest(version_dir)
-        if embedder is not None and (manifest.embedder != embedder or (dimension and manifest.dimension != dimension)):
-            raise IncompatibleEmbedder(manifest.embedder, manifest.dimension, embedder)
-        return cls(index_dir, manifest, version_dir, hnsw)
+        for attempt in range(2):
+            version_dir = _current_version(Path(index_dir))
+            manifest = _load_manifest(version_dir)
+            if embedder is not None and (manifest.embedder != embedder or (dimension and manifest.dimension != dimension)):
+                raise IncompatibleEmbedder(manifest.embedder, manifest.dimension, embedder)
+            try:
+                return cls(index_dir, manifest, version_dir, hnsw)
+            except (OSError, sqlite3.Error, RuntimeError) as exc:
+                # A writer may have swapped versions between reading CURRENT and opening the files.
+                if attempt == 1:
+                    raise IndexIncompatible(
+                        f"索引を読み込めません（{type(exc).__name__}: {exc}）。`rag ingest --rebuild` で作り直してください"
+                    ) from None
+        raise AssertionError("unreachable")
 
     @classmethod
     def empty(cls, index_dir: Path, manifest: Manifest, hnsw: tuple[int, int, int] = (50_000, 32, 128)) -> LocalIndex:
-        return cls(index_dir, manifest, None, hnsw)
+        """A new, empty index; committing it replaces whatever is live, even with nothing added."""
+        index = cls(index_dir, manifest, None, hnsw)
+        index._staged = _Staging([], [], [], {})
+        return index
 
     def _load(self, version_dir: Path) -> None:
         import bm25s
@@ -224,17 +236,6 @@ class LocalIndex:
         if self._bm25 is None:
             return []
         tokens = [t for t in self._splitter(query) if t in self._bm25.vocab_dict]
-        if not tokens:
-            return []
-        mask = self._source_mask(sources)
-        scores = self._bm25.get_scores(tokens, weight_mask=None if mask is None else mask.astype(np.float32))
-        return self._top(scores, k)
-
-    def sparse_search_tokens(self, tokens: list[str], k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]:
-        """Like :meth:`sparse_search` with tokens already made (query expansion adds weighted tokens)."""
-        if self._bm25 is None:
-            return []
-        tokens = [t for t in tokens if t in self._bm25.vocab_dict]
         if not tokens:
             return []
         mask = self._source_mask(sources)
@@ -345,7 +346,9 @@ class LocalIndex:
             return
         stage, self._staged = self._staged, None
         self.index_dir.mkdir(parents=True, exist_ok=True)
-        name = f"v-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+        # Names sort by creation time, so "newest" is well defined even within one second.
+        name = f"v-{time.time_ns():020d}-{uuid.uuid4().hex[:8]}"
+        previous = self.version_dir.name if self.version_dir is not None else None
         tmp = self.index_dir / f".tmp-{name}"
         tmp.mkdir()
         try:
@@ -380,7 +383,7 @@ class LocalIndex:
         self.manifest = manifest
         self.version_dir = self.index_dir / name
         self._load(self.version_dir)
-        _remove_old_versions(self.index_dir, keep={name})
+        _remove_old_versions(self.index_dir, keep={name, previous} - {None})
 
     def _write_dense(self, path: Path, vectors: np.ndarray) -> str:
         import faiss
@@ -492,14 +495,13 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def _remove_old_versions(index_dir: Path, keep: set[str]) -> None:
-    # Keep the newest previous version too: a reader that read CURRENT a moment
-    # ago may still be opening it.
-    versions = sorted((p for p in index_dir.glob("v-*") if p.is_dir()), key=lambda p: p.name)
-    previous = [p for p in versions if p.name not in keep]
-    for stale in previous[:-1]:
-        shutil.rmtree(stale, ignore_errors=True)
+    # ``keep`` holds the new version and the one it replaced: a reader that read
+    # CURRENT a moment ago may still be opening the replaced one.
+    for version in index_dir.glob("v-*"):
+        if version.is_dir() and version.name not in keep:
+            shutil.rmtree(version, ignore_errors=True)
     for leftover in index_dir.glob(".tmp-*"):
-        # A build that crashed: never live, safe to remove.
+        # A build that crashed: never live, safe to remove (writers hold the lock).
         shutil.rmtree(leftover, ignore_errors=True)
 
 

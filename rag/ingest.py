@@ -15,7 +15,7 @@ from pathlib import Path
 
 from rag.chunking import chunk_pages, indexable_text
 from rag.config import Settings
-from rag.embeddings import IndexEmbedder, load_embedder
+from rag.embeddings import IndexEmbedder, embedder_id, load_embedder
 from rag.index import IndexIncompatible, IndexNotFound, LocalIndex, Manifest, read_manifest, write_lock
 from rag.loaders import DocumentError, iter_corpus, load_document
 from rag.schema import SourceInfo
@@ -67,9 +67,9 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-# Bump when loaders, normalisation or chunking change what they produce, so that
+# Bump when loaders, normalisation, chunking or tokenisation change what they produce, so that
 # existing indexes are rebuilt instead of mixing old and new text.
-EXTRACTION_VERSION = 2
+EXTRACTION_VERSION = 3
 
 
 def _chunking_params(settings: Settings) -> dict:
@@ -85,10 +85,10 @@ def _wanted_manifest(settings: Settings, embedder_name: str, dimension: int) -> 
     )
 
 
-def _compatible(existing: Manifest, settings: Settings) -> str | None:
+def _compatible(existing: Manifest, settings: Settings, embedder_name: str) -> str | None:
     """Why the existing index cannot be updated in place, or None."""
-    if existing.embedder != _configured_embedder_name(settings):
-        return f"埋め込みモデルが変わりました（{existing.embedder} → {settings.embedder.model}）"
+    if existing.embedder != embedder_name:
+        return f"埋め込みモデルが変わりました（{existing.embedder} → {embedder_name}）"
     if existing.tokenizer != settings.index.tokenizer:
         return f"トークナイザが変わりました（{existing.tokenizer} → {settings.index.tokenizer}）"
     if existing.chunking != _chunking_params(settings):
@@ -96,9 +96,39 @@ def _compatible(existing: Manifest, settings: Settings) -> str | None:
     return None
 
 
-def _configured_embedder_name(settings: Settings) -> str:
-    model = settings.embedder.model
-    return f"local:{Path(model).resolve().name}" if Path(model).exists() else model
+@dataclass
+class _Plan:
+    existing: Manifest | None
+    full: bool
+    reason: str | None
+    to_load: list[str]
+    removed: list[str]
+
+    @property
+    def old_sources(self) -> dict[str, dict]:
+        return {} if self.full or self.existing is None else self.existing.sources
+
+    @property
+    def idle(self) -> bool:
+        return not self.full and not self.to_load and not self.removed
+
+
+def _plan(index_dir: Path, settings: Settings, embedder_name: str, hashes: dict[str, str], rebuild: bool) -> _Plan:
+    existing: Manifest | None = None
+    reason = None
+    try:
+        existing = read_manifest(index_dir)
+    except IndexNotFound:
+        pass
+    except IndexIncompatible as exc:
+        reason = str(exc)
+    if existing is not None and not rebuild:
+        reason = _compatible(existing, settings, embedder_name)
+    full = rebuild or existing is None or reason is not None
+    old = {} if full else existing.sources
+    to_load = sorted(s for s in hashes if full or old.get(s, {}).get("sha256") != hashes[s])
+    removed = sorted(s for s in old if s not in hashes)
+    return _Plan(existing, full, reason, to_load, removed)
 
 
 def ingest(
@@ -108,66 +138,89 @@ def ingest(
     embedder: IndexEmbedder | None = None,
     progress: ProgressFn | None = None,
 ) -> IngestReport:
+    """Bring the index at ``settings.index_dir`` up to date with ``settings.corpus_dir``.
+
+    ``embedder`` overrides the configured model (tests, benchmarks); its name is what
+    the index records and is checked against.
+    """
     corpus_dir, index_dir = Path(settings.corpus_dir), Path(settings.index_dir)
     if not corpus_dir.is_dir():
         raise FileNotFoundError(f"文書フォルダがありません: {corpus_dir}")
-    report = IngestReport()
     files = {source: path for path, source in iter_corpus(corpus_dir, settings.ignore_names)}
     hashes = {source: sha256_file(path) for source, path in files.items()}
+    embedder_name = embedder.name if embedder is not None else embedder_id(settings.embedder.model)
 
-    existing: Manifest | None = None
-    try:
-        existing = read_manifest(index_dir)
-    except IndexNotFound:
-        pass
-    except IndexIncompatible as exc:
-        report.reason = str(exc)
-    if existing is not None and not rebuild:
-        report.reason = _compatible(existing, settings)
-    full = rebuild or existing is None or report.reason is not None
-    report.rebuilt = full and existing is not None
-    old_sources = {} if full else existing.sources
-
-    to_load = [s for s in files if full or old_sources.get(s, {}).get("sha256") != hashes[s]]
-    removed = [s for s in old_sources if s not in files]
+    # A first look without the lock and without loading a model: an unchanged corpus returns at once.
+    plan = _plan(index_dir, settings, embedder_name, hashes, rebuild)
+    if not plan.idle:
+        with write_lock(index_dir):
+            # Look again under the lock: another writer may have finished in between.
+            plan = _plan(index_dir, settings, embedder_name, hashes, rebuild)
+            if not plan.idle:
+                report = _apply(plan, settings, files, hashes, embedder, progress)
+                report.files.sort(key=lambda f: f.source)
+                return report
+    report = IngestReport()
     for source in sorted(files):
-        if source not in to_load:
+        info = plan.old_sources[source]
+        report.files.append(FileResult(source, "unchanged", info["pages"], info["chunks"], info.get("problems", [])))
+    return report
+
+
+def _apply(
+    plan: _Plan,
+    settings: Settings,
+    files: dict[str, Path],
+    hashes: dict[str, str],
+    embedder: IndexEmbedder | None,
+    progress: ProgressFn | None,
+) -> IngestReport:
+    index_dir = Path(settings.index_dir)
+    report = IngestReport(rebuilt=plan.full and plan.existing is not None, reason=plan.reason)
+    old_sources = plan.old_sources
+    for source in sorted(files):
+        if source not in plan.to_load:
             info = old_sources[source]
             report.files.append(FileResult(source, "unchanged", info["pages"], info["chunks"], info.get("problems", [])))
-    if not to_load and not removed and not full:
-        return report  # nothing to do, and no model was loaded to find that out
-
-    with write_lock(index_dir):
-        embedder = embedder or load_embedder(settings.embedder)
-        hnsw = (settings.index.exact_search_max_chunks, settings.index.hnsw_m, settings.index.hnsw_ef_search)
-        wanted = _wanted_manifest(settings, embedder.name, embedder.dimension)
-        index = LocalIndex.empty(index_dir, wanted, hnsw) if full else LocalIndex.open(index_dir, hnsw=hnsw)
-        for source in removed:
-            index.delete_source(source)
-            report.files.append(FileResult(source, "removed"))
-        for n, source in enumerate(sorted(to_load)):
-            if progress:
-                progress(Progress(n, len(to_load), source, "load"))
-            status = "updated" if source in old_sources else "added"
-            try:
-                doc = load_document(files[source], source)
-            except DocumentError as exc:
-                report.files.append(FileResult(source, "failed", error=str(exc)))
-                if full and existing is not None and source in existing.sources:
-                    # A full rebuild must not silently drop a file that was searchable before.
-                    report.files[-1].error += "（以前の索引では検索できましたが、作り直した索引には含まれません）"
-                continue
-            chunks = chunk_pages(doc.pages, settings.chunking)
-            if progress:
-                progress(Progress(n, len(to_load), source, "embed"))
-            vectors = embedder.embed_array([indexable_text(c) for c in chunks])
-            info = SourceInfo(source, hashes[source], doc.title, doc.page_count, len(chunks), tuple(doc.problems))
-            index.add_source(info, doc.pages, chunks, vectors)
-            report.files.append(FileResult(source, status, doc.page_count, len(chunks), list(doc.problems)))
+    embedder = embedder or load_embedder(settings.embedder)
+    hnsw = (settings.index.exact_search_max_chunks, settings.index.hnsw_m, settings.index.hnsw_ef_search)
+    if plan.full:
+        index = LocalIndex.empty(index_dir, _wanted_manifest(settings, embedder.name, embedder.dimension), hnsw)
+    else:
+        index = LocalIndex.open(index_dir, embedder=embedder.name, dimension=embedder.dimension, hnsw=hnsw)
+    for source in plan.removed:
+        index.delete_source(source)
+        report.files.append(FileResult(source, "removed"))
+    loaded = 0
+    for n, source in enumerate(plan.to_load):
         if progress:
-            progress(Progress(len(to_load), len(to_load), "", "write"))
-        if full or report.changed:
-            index.commit()
+            progress(Progress(n, len(plan.to_load), source, "load"))
+        status = "updated" if source in old_sources else "added"
+        try:
+            doc = load_document(files[source], source)
+        except DocumentError as exc:
+            report.files.append(FileResult(source, "failed", error=str(exc)))
+            continue
+        chunks = chunk_pages(doc.pages, settings.chunking)
+        if progress:
+            progress(Progress(n, len(plan.to_load), source, "embed"))
+        vectors = embedder.embed_array([indexable_text(c) for c in chunks])
+        info = SourceInfo(source, hashes[source], doc.title, doc.page_count, len(chunks), tuple(doc.problems))
+        index.add_source(info, doc.pages, chunks, vectors)
+        report.files.append(FileResult(source, status, doc.page_count, len(chunks), list(doc.problems)))
+        loaded += 1
+    if progress:
+        progress(Progress(len(plan.to_load), len(plan.to_load), "", "write"))
+    previously = set(plan.existing.sources) if plan.existing is not None else set()
+    lost = [f for f in report.failed if f.source in previously]
+    if plan.full and lost:
+        # A rebuild would drop files that are searchable now: keep the live index instead.
+        for f in lost:
+            f.error += "（作り直しを中止しました。以前の索引のまま検索できます。ファイルを直してから再実行してください）"
+        report.rebuilt = False
         index.close()
-    report.files.sort(key=lambda f: f.source)
+        return report
+    if plan.full or report.changed:
+        index.commit()
+    index.close()
     return report

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -291,7 +291,11 @@ class LLMAnswerer:
         user = fill(self.user_template, context=format_context(context, titles), question=neutralise(question))
         return [SystemMessage(self.system_prompt), HumanMessage(user)]
 
-    def stream(self, question: str, hits: list[Hit], titles: dict[str, str]) -> Iterator[str | Answer]:
+    def stream(
+        self, question: str, hits: list[Hit], titles: dict[str, str], page_text: Callable[[str, int], str | None] | None = None
+    ) -> Iterator[str | Answer]:
+        """``page_text`` is handed to the offline answerer when the LLM fails, so the fallback is the usual offline answer."""
+        self._page_text = page_text
         """Yield answer text as it arrives, then exactly one final :class:`Answer`."""
         context = hits[: self.context_hits]
         if not context:  # nothing to ground an answer on; the model could only guess
@@ -356,7 +360,7 @@ class LLMAnswerer:
         return answer
 
     def _fallback(self, question: str, hits: list[Hit], titles: dict[str, str], failure: Failure) -> Answer:
-        answer = self.offline.answer(question, hits, titles)
+        answer = self.offline.answer(question, hits, titles, getattr(self, "_page_text", None))
         answer.mode = "offline"
         answer.notes.append(failure.note())
         return answer

@@ -49,7 +49,7 @@ class Loader(Protocol):
 
 def make_page(source: str, number: int, raw: str, label: str | None = None) -> Page | None:
     """Normalise one page's raw text; ``None`` for a page with no text."""
-    lines, printed = normalize_lines(raw)
+    lines, printed = normalize_lines(raw, number)
     if not lines:
         return None
     heading = lines[0][:80]

@@ -54,7 +54,7 @@ BULLET_START = re.compile(
     r"^(?:[-・‐–—*＊◦▶➤■⚫①-⑳㉑-㊿❶-❿○●◎◆◇□▪]|\(?\d{1,2}[).．、](?!\d)|[<＜【\[〈《]|\(例\)|[（(][0-9０-９一二三四五六七八九十ア-ン][)）]|第[0-9一二三四五六七八九十]+[章節条])"
 )
 _PAGE_NUMBER_LINE = re.compile(r"^[-‐–—\s]*(?:[pP]\.?\s*)?(\d{1,4})[-‐–—\s]*$")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3})")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
 _WHITESPACE = re.compile(r"\s+")
 
 
@@ -96,22 +96,31 @@ def _should_join(prev: str, nxt: str, wrap_width: float) -> bool:
     return prev[-1] in "、,をにがはとのでもへや・"
 
 
-def split_page_number(lines: list[str]) -> tuple[list[str], str | None]:
+# A printed page number differs from the PDF page index by the front matter at most;
+# a lone "2027" or "1000" under a table is data, not a page number.
+_MAX_LABEL_OFFSET = 12
+
+
+def split_page_number(lines: list[str], page_index: int | None = None) -> tuple[list[str], str | None]:
     """Remove a printed page number standing alone at the bottom (or top) of a page."""
+
+    def plausible(number: str) -> bool:
+        return page_index is None or abs(int(number) - page_index) <= _MAX_LABEL_OFFSET
+
     label = None
-    if lines and (m := _PAGE_NUMBER_LINE.match(lines[-1])):
+    if lines and (m := _PAGE_NUMBER_LINE.match(lines[-1])) and plausible(m.group(1)):
         label, lines = m.group(1), lines[:-1]
-    elif len(lines) > 1 and (m := _PAGE_NUMBER_LINE.match(lines[0])):
+    elif len(lines) > 1 and (m := _PAGE_NUMBER_LINE.match(lines[0])) and plausible(m.group(1)):
         label, lines = m.group(1), lines[1:]
     return lines, label
 
 
-def normalize_lines(raw: str) -> tuple[list[str], str | None]:
+def normalize_lines(raw: str, page_index: int | None = None) -> tuple[list[str], str | None]:
     """Normalise a page into cleaned lines and the printed page label (if any)."""
     text = normalize_chars(raw)
     lines = [_tidy_line(line) for line in text.splitlines()]
     lines = [line for line in lines if line]
-    lines, label = split_page_number(lines)
+    lines, label = split_page_number(lines, page_index)
     if not lines:
         return [], label
     widths = sorted(_width(line) for line in lines)

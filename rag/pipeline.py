@@ -29,6 +29,8 @@ class Pipeline:
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
         self.offline = OfflineAnswerer(settings.answer, embedder)
         self._llm = None
+        # The manifest of a loaded index never changes; a new index means a new Pipeline.
+        self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
 
     @classmethod
     def load(cls, settings: Settings, embedder: IndexEmbedder | None = None) -> Pipeline:
@@ -53,17 +55,21 @@ class Pipeline:
         return self._llm
 
     def titles(self) -> dict[str, str]:
-        return {name: s.get("title") or name for name, s in self.index.manifest.sources.items()}
+        return self._titles
 
     def _page_text(self, source: str, page: int) -> str | None:
         found = self.index.get_page(source, page)
         return found.text if found else None
 
     def _with_labels(self, citations: list[Citation]) -> list[Citation]:
+        labels: dict[tuple[str, int], str | None] = {}
         out = []
         for c in citations:
-            page = self.index.get_page(c.source, c.page)
-            out.append(dataclasses.replace(c, label=page.label if page else None, title=c.title or self.titles().get(c.source, c.source)))
+            key = (c.source, c.page)
+            if key not in labels:
+                page = self.index.get_page(*key)
+                labels[key] = page.label if page else None
+            out.append(dataclasses.replace(c, label=labels[key], title=c.title or self._titles.get(c.source, c.source)))
         return out
 
     def ask(
@@ -101,17 +107,18 @@ class Pipeline:
             query = prepare(standalone, use_synonyms=self.settings.retrieval.use_synonyms)
         else:
             query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms)
-        hits = self.retriever.search(query, k=k, sources=sources or None)
+        query_vector = self.embedder.embed_query_array(query.text)
+        hits = self.retriever.search(query, k=k, sources=sources or None, query_vector=query_vector)
         t1 = time.perf_counter()
         if use_llm:
             answer = None
-            for item in self.llm.stream(query.text, hits, self.titles()):
+            for item in self.llm.stream(query.text, hits, self._titles, self._page_text):
                 if isinstance(item, Answer):
                     answer = item
                 else:
                     yield item
         else:
-            answer = self.offline.answer(query.text, hits, self.titles(), self._page_text)
+            answer = self.offline.answer(query.text, hits, self._titles, self._page_text, query_vector)
         t2 = time.perf_counter()
         answer.question = question
         answer.standalone_question = query.text if query.text != validate_question(question) else None

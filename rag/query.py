@@ -88,9 +88,11 @@ def key_terms(text: str) -> list[str]:
 
 
 def is_followup(question: str) -> bool:
+    """Only explicit signals (それ, 他の, …) or a question with no topic of its own: a short
+    new question such as 「5Gとは？」 starts a new topic."""
     if _FOLLOWUP.match(question) or _FOLLOWUP_ANYWHERE.search(question):
         return True
-    return len(key_terms(question)) <= 1
+    return not key_terms(question)
 
 
 def resolve_followup(question: str, history: list[str]) -> str:

@@ -59,11 +59,17 @@ class HybridRetriever(BaseRetriever):
         k: int | None = None,
         sources: Collection[str] | None = None,
         mode: str = "hybrid",
+        query_vector=None,
     ) -> list[Hit]:
-        """``mode`` is "hybrid", "sparse" or "dense" (the latter two are the eval's baselines)."""
+        """``mode`` is "hybrid", "sparse" or "dense" (the latter two are the eval's baselines).
+
+        ``query_vector``: the question already embedded (the answerer reuses it).
+        """
         index: SearchIndex = self.index
         s = self.settings
         k = k or s.k
+        if not 1 <= k <= 100:
+            raise ValueError(f"k must be between 1 and 100, not {k}")
         sources = sources if sources is not None else self.sources
         query = question if isinstance(question, PreparedQuery) else prepare(question, use_synonyms=s.use_synonyms)
         n = max(s.candidates, k)
@@ -73,7 +79,8 @@ class HybridRetriever(BaseRetriever):
             sparse_text = query.text + (" " + " ".join(query.sparse_extra) if query.sparse_extra else "")
             sparse = index.sparse_search(sparse_text, n, sources)
         if mode in ("hybrid", "dense"):
-            dense = index.dense_search(self.embedder.embed_query_array(query.text), n, sources)
+            vector = query_vector if query_vector is not None else self.embedder.embed_query_array(query.text)
+            dense = index.dense_search(vector, n, sources)
         fused: dict[str, list] = {}
         for rank, (cid, _) in enumerate(sparse, start=1):
             fused.setdefault(cid, [0.0, None, None, None])

@@ -82,6 +82,7 @@ class Answer:
     verified: bool = True  # False when an LLM answer carries no valid citation
     mode: str = "offline"
     standalone_question: str | None = None  # the question after follow-up resolution
+    evidence: float | None = None  # offline answerer: strength of the best quoted sentence (0..1)
 
     def source_list(self) -> str:
         return "\n".join(
@@ -113,6 +114,7 @@ class Answer:
                 for h in self.hits
             ],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "evidence": None if self.evidence is None else round(self.evidence, 3),
             "notes": list(self.notes),
         }
 

@@ -15,17 +15,14 @@ generic words qualifies it.
 
 from __future__ import annotations
 
-import argparse
-import json
 import re
-import sys
-import threading
 import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from rag.normalize import BULLET_START, comparable, normalize_chars
+from rag.tokenize import tagger
 from rag.schema import Page
 
 # Scheme words, longest first so 支援事業 wins over a shorter overlapping word.
@@ -134,19 +131,6 @@ class Scheme:
 
 # ------------------------------------------------------------------ tokens
 
-_local = threading.local()
-
-
-def _tagger():
-    # MeCab taggers are not thread-safe; the Streamlit app calls from several threads.
-    tagger = getattr(_local, "tagger", None)
-    if tagger is None:
-        import fugashi
-
-        tagger = _local.tagger = fugashi.Tagger()
-    return tagger
-
-
 @dataclass(frozen=True, slots=True)
 class _Tok:
     surface: str
@@ -160,7 +144,7 @@ class _Tok:
 def _tokens(line: str) -> list[_Tok]:
     out: list[_Tok] = []
     pos = 0
-    for w in _tagger()(line):
+    for w in tagger()(line):
         # MeCab drops whitespace; find each surface to keep offsets into the line.
         start = line.find(w.surface, pos)
         if start < 0:  # surface altered by the tagger (should not happen after NFKC); skip it
@@ -467,41 +451,3 @@ def format_table(schemes: list[Scheme]) -> str:
         lines.append("  ".join([*cells, r[4]]).rstrip())
     lines.insert(1, "  ".join("-" * w for w in widths) + "  " + "-" * 6)
     return "\n".join(lines)
-
-
-def _cmd(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from rag.cli import _settings
-    from rag.index import IndexError_, LocalIndex
-
-    settings = _settings(args)
-    try:
-        index = LocalIndex.open(Path(settings.index_dir))
-    except IndexError_ as exc:
-        print(f"エラー: {exc}", file=sys.stderr)
-        return 2
-    try:
-        schemes = schemes_for_index(index)
-    finally:
-        index.close()
-    found = search_schemes(schemes, keyword=args.keyword or "", area=args.area or "")
-    if args.json:
-        print(json.dumps([s.to_json() for s in found], ensure_ascii=False, indent=2))
-        return 0
-    if not found:
-        condition = "、".join(x for x in (args.keyword and f"キーワード「{args.keyword}」", args.area and f"分野「{args.area}」") if x)
-        print(f"該当する制度は見つかりませんでした（{condition or '索引内'}）。")
-        return 0
-    print(format_table(found))
-    print(f"\n{len(found)}件（全{len(schemes)}件中）")
-    return 0
-
-
-def add_cli(sub) -> None:
-    p = sub.add_parser("schemes", help="文書に出てくる補助金・交付金・税制などの制度を一覧する")
-    p.add_argument("--index", help="索引フォルダ（既定: indexes/default）")
-    p.add_argument("--json", action="store_true", help="JSONで出力")
-    p.add_argument("--keyword", help="名称・文脈で絞り込む（空白区切りですべてを含むもの）")
-    p.add_argument("--area", help="分野（ページ見出し・スライドの題）で絞り込む（部分一致）")
-    p.set_defaults(func=_cmd)

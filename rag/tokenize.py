@@ -24,19 +24,22 @@ Splitter = Callable[[str], list[str]]
 TOKENIZERS = ("fugashi", "ngram", "hybrid")
 # Particles, auxiliaries, symbols and blanks carry no topic.
 _DROP_POS = {"助詞", "助動詞", "補助記号", "記号", "空白"}
-_NGRAM_SKIP = re.compile(r"[\s\u3000、。，．,.・:：;；!！?？「」『』（）()\[\]【】<>＜＞\-ー―─…※*＊/／]")
+_NGRAM_SKIP = re.compile(r"[\s\u3000、。，．,.・:：;；!！?？「」『』（）()\[\]【】<>＜＞\-―─…※*＊/／]")
 
 _local = threading.local()
 
 
-def _tagger():
-    # MeCab taggers are not thread-safe; Streamlit serves each session on its own thread.
-    tagger = getattr(_local, "tagger", None)
-    if tagger is None:
+def tagger():
+    """This thread's MeCab tagger (unidic-lite).
+
+    MeCab taggers are not thread-safe; Streamlit serves each session on its own thread.
+    """
+    instance = getattr(_local, "tagger", None)
+    if instance is None:
         import fugashi
 
-        tagger = _local.tagger = fugashi.Tagger()
-    return tagger
+        instance = _local.tagger = fugashi.Tagger()
+    return instance
 
 
 def _lemma(word) -> str:
@@ -51,14 +54,14 @@ def morphemes(text: str) -> list[tuple[str, str, bool]]:
     """(surface, lemma, is_content_word) for each morpheme, in order."""
     text = normalize_chars(text)
     return [
-        (w.surface, _lemma(w), w.feature.pos1 not in _DROP_POS and bool(w.surface.strip())) for w in _tagger()(text)
+        (w.surface, _lemma(w), w.feature.pos1 not in _DROP_POS and bool(w.surface.strip())) for w in tagger()(text)
     ]
 
 
 def content_words(text: str) -> list[str]:
     """Lemmas of content words, in order (used by BM25 and by the answerer's term matching)."""
     text = normalize_chars(text)
-    return [_lemma(w) for w in _tagger()(text) if w.feature.pos1 not in _DROP_POS and w.surface.strip()]
+    return [_lemma(w) for w in tagger()(text) if w.feature.pos1 not in _DROP_POS and w.surface.strip()]
 
 
 def char_ngrams(text: str) -> list[str]:

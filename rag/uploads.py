@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from rag.ingest import sha256_file
 from rag.loaders import DocumentError, LoadedDocument, load_document
 
 PDF_SIGNATURE = b"%PDF-"
@@ -202,16 +203,10 @@ def _existing_copy(corpus: Path, size: int, digest: str) -> Path | None:
         try:
             if path.stat().st_size != size:
                 continue
-            if _sha256(path) == digest:
+            if sha256_file(path) == digest:
                 return path
         except OSError:
             continue
     return None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()

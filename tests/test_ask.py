@@ -46,7 +46,7 @@ def test_at_least_ten_ranked_hits(pipeline):
 
 def test_english_question_is_answered_anyway(pipeline):
     answer = pipeline.ask("What is the KPI for 5G population coverage?")
-    assert answer.hits
+    assert any("5G" in h.chunk.text for h in answer.hits[:3])
 
 
 @pytest.mark.parametrize("bad, needle", [("", "空"), ("   \n\t", "空"), ("あ" * 100_000, "長すぎ"), ("\x00\x01\x02", "文字がありません")])
@@ -104,3 +104,20 @@ def test_cli_plain_output_and_bad_input(default_settings):
     assert empty.returncode == 2 and "質問が空です" in empty.stderr and "Traceback" not in empty.stderr
     unknown = _rag(KPI_QUESTION, "--source", "nope.pdf", index=default_settings.index_dir)
     assert unknown.returncode == 2 and "nope.pdf" in unknown.stderr
+
+
+def test_a_short_new_question_is_not_taken_for_a_followup():
+    assert resolve_followup("5Gとは？", ["光ファイバの世帯カバー率は？"]) == "5Gとは？"
+
+
+def test_cli_rejects_bad_k_and_bad_config(default_settings, tmp_path):
+    bad_k = _rag("質問", "--k", "0", index=default_settings.index_dir)
+    assert bad_k.returncode == 2 and "1〜100" in bad_k.stderr
+    config = tmp_path / "bad.toml"
+    config.write_text("[retrieval]\nk = 'many'\n", encoding="utf-8")
+    result = subprocess.run(
+        [sys.executable, "-m", "rag", "--config", str(config), "ask", "質問", "--index", str(default_settings.index_dir)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2 and "retrieval.k" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1

@@ -33,9 +33,23 @@ def test_scoring_rules():
     assert score_answer(item, "2027年度までに１５００ 団体とする。")[0]
     assert not score_answer(item, "2027年度までに1,000団体")[0]
     assert not score_answer(item, "2027年度までに1,500団体" + "。" * 400)[0]  # a passage is not an answer
+    # A fact that only the source list carries (a title with "2027年度") does not count.
+    assert not score_answer(item, "1,500団体とする。[1]", "1,500団体とする。[1]\n[1] 総合戦略（2023年度～2027年度） p.2")[0]
 
 
 def test_floor_check_reports_each_breach():
     summary = {"answer_accuracy": 0.5, "retrieval": {"recall@5": 0.9}, "abstention": {"answerable_wrongly_abstained": 0.2}}
-    breaches = check_floors(summary, {"answer_accuracy": 0.6, "retrieval.recall@5": 0.8, "abstention.answerable_wrongly_abstained": 0.1})
-    assert len(breaches) == 2
+    limits = {"answer_accuracy": 0.6, "retrieval.recall@5": 0.8, "abstention.answerable_wrongly_abstained": {"max": 0.1}}
+    breaches = check_floors(summary, limits)
+    assert len(breaches) == 2 and "上限" in breaches[1]
+
+
+def test_ranks_are_per_page_and_deep_recall_is_not_faked():
+    from rag.evaluate import QAItem, distinct_pages, judge, summarise
+    from rag.schema import Answer
+
+    assert distinct_pages([("a", 1), ("a", 1), ("a", 2)]) == [("a", 1), ("a", 2)]
+    item = QAItem("x", "q", "", ("f",), (("a", 2),), True, "factoid")
+    row = judge(item, Answer("q", "f[1]", True), [("a", 1), ("a", 1), ("a", 2)], 1.0)
+    assert row.first_gold_rank == 2
+    assert summarise([row], k=5)["retrieval"]["recall@10"] is None

@@ -124,3 +124,37 @@ def test_cli_prints_pages_and_chunks_then_says_nothing_changed(corpus, tmp_path)
     second = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert second.returncode == 0, second.stderr
     assert "変更はありません" in second.stdout
+
+
+def test_an_injected_embedder_is_what_the_index_records_and_checks(corpus, tmp_path, embedder):
+    settings = _settings(corpus, tmp_path)
+    ingest(settings, embedder=embedder)
+    again = ingest(settings, embedder=embedder)
+    assert not again.changed and not again.rebuilt
+
+
+def test_a_rebuild_that_would_drop_searchable_files_is_abandoned(corpus, tmp_path, embedder):
+    settings = _settings(corpus, tmp_path)
+    ingest(settings, embedder=embedder)
+    before = (settings.index_dir / CURRENT).read_text()
+    (corpus / "b.pdf").write_bytes(b"%PDF-1.4 broken")
+    report = ingest(settings, rebuild=True, embedder=embedder)
+    failed = {f.source: f.error for f in report.failed}
+    assert "作り直しを中止" in failed["b.pdf"]
+    assert (settings.index_dir / CURRENT).read_text() == before
+    assert "b.pdf" in read_manifest(settings.index_dir).sources
+
+
+def test_the_version_a_reader_may_still_be_opening_survives_the_next_commit(corpus, tmp_path, embedder):
+    settings = _settings(corpus, tmp_path)
+    ingest(settings, embedder=embedder)
+    first = (settings.index_dir / CURRENT).read_text()
+    make_pdf(corpus / "c.pdf", [["追加", "追加の本文。"]])
+    ingest(settings, embedder=embedder)
+    second = (settings.index_dir / CURRENT).read_text()
+    assert second > first  # names sort by creation time
+    assert (settings.index_dir / first).is_dir()  # replaced a moment ago: kept for readers
+    LocalIndex.open(settings.index_dir).close()
+    (corpus / "c.pdf").unlink()
+    ingest(settings, embedder=embedder)
+    assert not (settings.index_dir / first).exists() and (settings.index_dir / second).is_dir()

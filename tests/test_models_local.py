@@ -114,6 +114,8 @@ def test_cross_encoder_reranker_reorders_fused_candidates(tiny_reranker_dir, pip
     assert sorted(h.chunk.id for h in reranked) == sorted(h.chunk.id for h in plain)
     scores = [h.score for h in reranked]
     assert scores == sorted(scores, reverse=True)
+    # The cross-encoder's own scores, not the fused ones carried through.
+    assert sorted(scores) != sorted(h.score for h in plain)
     retriever = HybridRetriever(
         index=pipeline.index, embedder=pipeline.embedder, settings=RetrievalSettings(reranker=str(tiny_reranker_dir)), reranker=reranker
     )

@@ -61,3 +61,10 @@ def test_comparable_form_ignores_width_space_commas_and_case():
 
 def test_normalize_page_of_empty_text_is_empty():
     assert normalize_page("  \n\n (cid:3) \n") == ""
+
+
+def test_a_number_far_from_the_page_index_is_data_not_a_page_number():
+    lines, label = normalize_lines("KPI\n目標年次\n2027", page_index=3)
+    assert "\n".join(lines).endswith("2027") and label is None
+    lines, label = normalize_lines("見出し\n本文です。\n9", page_index=15)
+    assert label == "9"

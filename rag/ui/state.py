@@ -14,6 +14,8 @@ is read on the page's own thread.
 
 from __future__ import annotations
 
+import os
+
 import functools
 import logging
 import threading
@@ -73,12 +75,8 @@ def settings() -> Settings:
 
 
 def _read_settings() -> Settings:
-    # The same edge logic as the CLI: OPENAI_BASE_URL/OPENAI_API_KEY + a model
-    # name configure the LLM when no explicit RAG_LLM__* settings exist.
-    from rag.cli import _llm_from_environment
-
-    llm = _llm_from_environment()
-    return load_settings(**({"llm": llm} if llm else {}))
+    # The app's edge: the same reading of the environment as the CLI (RAG_*, RAG_CONFIG, OPENAI_*).
+    return load_settings(environ=os.environ)
 
 
 def keep_widget_state() -> None:
