@@ -208,6 +208,13 @@ def run_eval(
     summary = summarise(rows, k)
     summary["k"] = k
     summary["baselines"] = run_baselines(pipeline, items, k=k) if baselines else {}
+    # ragas needs an LLM judge; say plainly why its scores are absent rather than leave a gap.
+    summary["ragas"] = {
+        "status": "skipped",
+        "reason": "LLMが設定されていないため、ragas（faithfulness・answer relevancy）は実行しませんでした"
+        if not pipeline.settings.llm.enabled
+        else "ragas による評価はこの版では未対応です",
+    }
     return EvalRun(summary=summary, rows=rows)
 
 
@@ -331,6 +338,8 @@ def write_report(run: EvalRun, out_dir: Path, title: str = "評価結果") -> di
         "## 質問の種類別",
         "",
         by_type_table(run.summary),
+        "",
+        f"ragas: {run.summary.get('ragas', {}).get('reason', '—')}",
         "",
         f"## 不正解の質問（{len(failed)}件）",
         "",

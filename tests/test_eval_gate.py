@@ -13,6 +13,7 @@ def test_eval_suite_stays_above_its_floors(pipeline, tmp_path):
     paths = write_report(run, tmp_path / "out")
     assert json.loads(paths["summary"].read_text())["n"] == len(items)
     assert paths["chart"].stat().st_size > 1000 and "## 全体" in paths["report"].read_text()
+    assert run.summary["ragas"]["status"] == "skipped" and "LLM" in run.summary["ragas"]["reason"]
     floors = json.loads((ROOT / "eval" / "floors.json").read_text())
     assert check_floors(run.summary, floors) == []
 
