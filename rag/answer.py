@@ -38,6 +38,8 @@ _EXPECTED_UNIT = (
 _PLACE_Q = re.compile(r"どこ|どの(?:自治体|地域|市|町|県|都市)|(?:自治体|市|町|村|県|都市|地域|市町村)(?:は|を|が)[?？]?$")
 _PLACE = re.compile(r"[一-龥ぁ-んァ-ヶ]{1,6}[都道府県][一-龥ぁ-んァ-ヶ]{0,6}[市区町村]?|[一-龥ァ-ヶ]{1,6}[市町村]\b|[一-龥ァ-ヶ]{1,6}[市町村][)）]")
 _LIST_Q = re.compile(r"挙げ|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|[^\w]例は")
+# A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
+_PREFECTURE = re.compile(r"(?:北海道|東京都|京都府|大阪府|[一-龥]{2,3}県)(?:[一-龥]{1,4}?[市区町村])?")
 _NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
 _UNITS = ("団体", "%", "人", "校", "地域", "か所", "箇所", "都市", "円", "件", "市区町村", "事業者", "拠点", "社", "万", "億", "倍", "割")
 _MAX_SENTENCE_CHARS = 130
@@ -158,7 +160,11 @@ class OfflineAnswerer:
             c.score = score
 
         units = [pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)]
+        places = {m.group(0) for m in _PREFECTURE.finditer(question)} - {"都道府県"}
         for c in candidates:
+            # A question about 北海道 is not answered by a sentence about another prefecture.
+            if places and not any(p in c.text for p in places):
+                c.evidence *= 0.7
             # A question about 2030 is not answered by a sentence about 2027, nor "いくら" by one with no amount.
             if years and not years <= set(_YEAR.findall(c.text)):
                 c.evidence *= 0.6
