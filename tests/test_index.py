@@ -90,3 +90,25 @@ def test_ask_on_a_missing_index_folder_is_a_clear_message(tmp_path):
         capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2 and "rag ingest" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bm25_from_token_ids_scores_exactly_like_bm25s_own_token_path(default_settings):
+    """The memory-lean id path must equal the simple one (bm25s fed token strings)."""
+    import bm25s
+
+    from rag.chunking import indexable_text
+    from rag.index import bm25_corpus
+    from rag.tokenize import get_splitter
+
+    index = LocalIndex.open(default_settings.index_dir)
+    chunks = list(index.iter_chunks())
+    splitter = get_splitter(index.manifest.tokenizer)
+    reference = bm25s.BM25()
+    reference.index([splitter(indexable_text(c)) or [""] for c in chunks], show_progress=False)
+    lean = bm25s.BM25()
+    lean.index(bm25_corpus(chunks, splitter), show_progress=False)
+    for query in ["デジタル実装 地方公共団体 2027年度", "こども家庭センター", "転職なき移住 テレワーク", "5G 人口カバー率"]:
+        tokens = splitter(query)
+        expected = reference.get_scores([t for t in tokens if t in reference.vocab_dict])
+        actual = lean.get_scores([t for t in tokens if t in lean.vocab_dict])
+        assert expected.max() > 0 and np.allclose(expected, actual)
