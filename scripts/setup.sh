@@ -19,12 +19,13 @@ python -m pip install -q --upgrade pip
 python -m pip install -q "torch==2.13.0"
 if [ "$with_test" = 1 ]; then
   python -m pip install -q -e ".[test]"
-  if ! command -v chromium >/dev/null 2>&1; then
+  # Debian's chromium for the browser test, and a Japanese font so its screenshots are legible.
+  if ! command -v chromium >/dev/null 2>&1 || ! dpkg -s fonts-ipaexfont-gothic >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then
-      echo "Debian の chromium を入れます（ブラウザ試験用）..."
-      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+      echo "Debian の chromium と日本語フォントを入れます（ブラウザ試験用）..."
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-ipaexfont-gothic >/dev/null
     else
-      echo "注意: chromium がありません。ブラウザ試験は飛ばされます（sudo apt-get install chromium）。" >&2
+      echo "注意: chromium がありません。ブラウザ試験は飛ばされます（sudo apt-get install chromium fonts-ipaexfont-gothic）。" >&2
     fi
   fi
 else
