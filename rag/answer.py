@@ -93,6 +93,16 @@ def _trim(sentence: str, terms: list[str], budget: int, focus: list[re.Pattern] 
     return ("…" if best_start > 0 else "") + window + ("…" if best_start + budget < len(sentence) else "")
 
 
+def _bullet_family(line: str) -> str:
+    """Which kind of list marker a line starts with, so ① ② ③ are read as one list."""
+    first = line.lstrip()[:1]
+    if "\u2460" <= first <= "\u2473" or "\u2776" <= first <= "\u277f":
+        return "circled"
+    if first.isdigit() or first in "(（":
+        return "numbered"
+    return "bullet"  # -, ・, ▶ … are mixed freely within one list by PDF converters
+
+
 class OfflineAnswerer:
     def __init__(self, settings: AnswerSettings | None = None, embedder=None):
         """``embedder`` (an :class:`rag.embeddings.IndexEmbedder`) adds sentence-level dense similarity,
@@ -250,8 +260,18 @@ class OfflineAnswerer:
         if at is None:
             return []
         out: list[_Candidate] = []
-        for line in lines[at + 1 :]:
-            if not BULLET_START.match(line) or line.startswith(("<", "＜", "【", "[")):
+        family = None
+        for n, line in enumerate(lines[at + 1 :]):
+            if line.startswith(("<", "＜", "【", "[")) or n >= 15:
+                break
+            if not BULLET_START.match(line):
+                # Numbered items may carry a line of explanation each (① 技術名 / その説明 / ② …): skip it.
+                if out and family in ("circled", "numbered"):
+                    continue
+                break
+            kind = _bullet_family(line)
+            family = family or kind
+            if kind != family:
                 break
             sentence = next(iter(_sentences(line)), None)
             if sentence and sentence != best.text:
