@@ -58,6 +58,27 @@ def _wait_until_idle(page) -> None:
     )
 
 
+def _switch_on(page, switch, attempts: int = 3) -> None:
+    """Turn a Streamlit toggle on, as a person would: click, look, click again if it is still off.
+
+    Once, on a loaded CI machine, a click on the toggle right after the answer's
+    run left it off (aria snapshot: unchecked switch, no image). The image
+    assertion after this still has to pass, so a toggle that never turns on fails.
+    """
+    from playwright.sync_api import expect
+
+    for attempt in range(1, attempts + 1):
+        _wait_until_idle(page)
+        # The input itself is visually hidden behind BaseWeb's track; a person clicks its label.
+        switch.locator("xpath=ancestor::label[1]").click()
+        try:
+            expect(switch).to_be_checked(timeout=10_000)
+            return
+        except AssertionError:
+            print(f"toggle still off after click {attempt}; clicking again")
+    expect(switch).to_be_checked()
+
+
 def _wait_healthy(url: str, proc: subprocess.Popen, log: Path) -> None:
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -144,7 +165,7 @@ def test_chat_in_a_real_browser(server):
             _wait_until_idle(page)
             citation.locator("summary").click()
             expect(citation.locator("mark").first).to_be_visible()
-            citation.get_by_text("ページの画像を表示").click()
+            _switch_on(page, citation.get_by_role("switch", name="ページの画像を表示"))
             image = citation.locator("[data-testid='stImage'] img, img[src*='/media/']").first
             expect(image).to_be_visible(timeout=UI_TIMEOUT_MS)
             page.wait_for_function("img => img.complete && img.naturalWidth > 0", arg=image.element_handle())
@@ -154,6 +175,11 @@ def test_chat_in_a_real_browser(server):
             image.scroll_into_view_if_needed()
             page.wait_for_timeout(500)  # let the last layout settle before the picture is taken
             page.screenshot(path=str(ARTIFACTS / "chat.png"))
+        except Exception:
+            # What the server said is the first thing to read when the browser side fails.
+            page.screenshot(path=str(ARTIFACTS / "chat-failure.png"))
+            print("streamlit log (tail):\n" + server["log"].read_text(errors="replace")[-4000:])
+            raise
         finally:
             browser.close()
 
