@@ -52,7 +52,7 @@ class RetrievalSettings(_Section):
     rrf_k: int = Field(60, ge=1)
     sparse_weight: float = Field(1.0, ge=0)
     # Measured on eval/qa.jsonl (README): USE adds depth (recall@10) but costs top-1 at higher weights.
-    dense_weight: float = Field(0.1, ge=0)
+    dense_weight: float = Field(0.05, ge=0)
     use_synonyms: bool = True
     reranker: str | None = Field(None, description="sentence-transformers CrossEncoder name or folder; off when empty.")
 

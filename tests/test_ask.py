@@ -121,3 +121,30 @@ def test_cli_rejects_bad_k_and_bad_config(default_settings, tmp_path):
     )
     assert result.returncode == 2 and "retrieval.k" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_heading_that_echoes_the_question_is_followed_by_what_it_heads(pipeline):
+    # p.31 captions the example "再エネ需給による地域間連携 (神奈川県横浜市)"; the answer is the line under it.
+    answer = pipeline.ask("再エネ需給による地域間連携の事例で、横浜市はどこから再エネ電気を調達している？")
+    assert answer.found and "東北13市町村" in answer.text
+
+
+def test_one_box_of_a_flattened_slide_is_quoted_without_its_neighbours(pipeline):
+    # p.1 is a slide whose boxes ("… (長野県伊那市) ■ … (福島県喜多方市)") extract as one line.
+    answer = pipeline.ask("長野県伊那市の遠隔医療の取組は？")
+    assert answer.found and "移動診療車" in answer.text
+    assert "喜多" not in answer.text and "京都市" not in answer.text
+
+
+@pytest.mark.parametrize(
+    "question",
+    ["デジタル田園都市国家構想交付金の補助率は？", "地域おこし協力隊の隊員数を何人にする目標？", "保育士の給与を月にいくら引き上げる計画？"],
+)
+def test_a_sentence_without_the_kind_of_number_asked_for_is_no_answer(pipeline, question):
+    # The documents discuss each subject, but never give this rate, head count or amount.
+    assert not pipeline.ask(question).found
+
+
+def test_the_kind_of_number_asked_for_is_answered_when_it_is_there(pipeline):
+    answer = pipeline.ask("光ファイバの世帯カバー率は何%にする目標？")
+    assert answer.found and "99.9%" in answer.text
