@@ -36,10 +36,16 @@ _EXPECTED_UNIT = (
     (re.compile(r"何か所|何箇所|何カ所"), re.compile(r"\d\s*(?:か所|箇所|カ所|ヶ所)")),
 )
 _PLACE_Q = re.compile(r"どこ|どの(?:自治体|地域|市|町|県|都市)|(?:自治体|市|町|村|県|都市|地域|市町村)(?:は|を|が)[?？]?$")
-_PLACE = re.compile(r"[一-龥ぁ-んァ-ヶ]{1,6}[都道府県][一-龥ぁ-んァ-ヶ]{0,6}[市区町村]?|[一-龥ァ-ヶ]{1,6}[市町村]\b|[一-龥ァ-ヶ]{1,6}[市町村][)）]")
+# A named place; the generic words 都道府県・市区町村・市町村 are not one.
+_PLACE = re.compile(
+    r"(?<![一-龥])(?!都道府県|市区町村|市町村)"
+    r"(?:[一-龥ぁ-んァ-ヶ]{1,6}[都道府県][一-龥ぁ-んァ-ヶ]{0,6}[市区町村]?|[一-龥ァ-ヶ]{1,6}[市町村]\b|[一-龥ァ-ヶ]{1,6}[市町村][)）])"
+)
+_ANAPHORA = re.compile(r"(?:この|その|これら|それら|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)")
+_HEADING_OPEN = ("<", "＜", "【", "[", "〈", "《")
 # "取組名 (福島県会津若松市)": how slides caption one regional example among several.
 _PLACE_TAIL = re.compile(r"[（(][^()（）]*[都道府県市区町村][^()（）]*[)）]$")
-_LIST_Q = re.compile(r"挙げ|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|[^\w]例は")
+_LIST_Q = re.compile(r"挙げ|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
 # A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
 _PREFECTURE = re.compile(r"(?:北海道|東京都|京都府|大阪府|[一-龥]{2,3}県)(?:[一-龥]{1,4}?[市区町村])?")
 _NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
@@ -94,7 +100,7 @@ def _trim(sentence: str, terms: list[str], budget: int, focus: list[re.Pattern] 
     if len(sentence) <= budget:
         return sentence
     marks = [(p, p + len(t), 1.0) for t in terms for p in [sentence.find(t)] if p >= 0]
-    marks += [(m.start(), m.end(), 3.0) for f in focus for m in f.finditer(sentence)]
+    marks += [(m.start(), m.end(), 10.0) for f in focus for m in f.finditer(sentence)]
     best_start, best_weight = 0, -1.0
     for start in range(0, len(sentence) - budget + 1, 2):
         weight = sum(w for a, b, w in marks if start <= a and b <= start + budget)
@@ -102,6 +108,27 @@ def _trim(sentence: str, terms: list[str], budget: int, focus: list[re.Pattern] 
             best_start, best_weight = start, weight
     window = sentence[best_start : best_start + budget]
     return ("…" if best_start > 0 else "") + window + ("…" if best_start + budget < len(sentence) else "")
+
+
+def _page_lines(best: _Candidate, page_text: Callable[[str, int], str | None] | None) -> tuple[list[str], int | None]:
+    """The lines of ``best``'s page, and the index of the line it stands in."""
+    chunk = best.hit.chunk
+    text = (page_text(chunk.source, chunk.page) if page_text else None) or chunk.text
+    lines = text.split("\n")
+    return lines, next((i for i, line in enumerate(lines) if best.text in line), None)
+
+
+def _place_caption(lines: list[str], at: int | None, reach: int = 3) -> list[str]:
+    """The short lines from the nearest one above ``at`` that names a place, down to ``at`` (exclusive)."""
+    if at is None:
+        return []
+    for back in range(1, reach + 1):
+        i = at - back
+        if i < 0 or len(lines[i]) > 60:
+            return []
+        if _PLACE.search(lines[i]):
+            return [line.strip() for line in lines[i:at]]
+    return []
 
 
 def _is_label(text: str) -> bool:
@@ -112,6 +139,8 @@ def _is_label(text: str) -> bool:
 def _bullet_family(line: str) -> str:
     """Which kind of list marker a line starts with, so ① ② ③ are read as one list."""
     first = line.lstrip()[:1]
+    if first in "-‐–—" and line.lstrip()[1:].lstrip()[:1].isdigit():
+        return "numbered"  # "- 1 地方に仕事をつくる": a numbered list a converter prefixed with dashes
     if "\u2460" <= first <= "\u2473" or "\u2776" <= first <= "\u277f":
         return "circled"
     if first.isdigit() or first in "(（":
@@ -212,11 +241,35 @@ class OfflineAnswerer:
         chosen = [best]
         covered_terms = set(best.terms)
         used = len(best.text)
+        lines, at = _page_lines(best, page_text)
+        if place_wanted and not _PLACE.search(best.text):
+            # "どこ？" answered by an example's description: its place is in the caption above it.
+            lead = _place_caption(lines, at)
+            chosen = [_Candidate(best.hit_rank, best.hit, line, set(), set()) for line in lead] + chosen
+            used += sum(len(line) for line in lead)
+            if not lead and at is not None:
+                # …or in the examples listed under it: "地域通貨… (埼玉県深谷市)".
+                for line in lines[at + 1 : at + 4]:
+                    if not _PLACE_TAIL.search(line.strip()) or used + len(line) > self.settings.max_chars + 60:
+                        break
+                    chosen.append(_Candidate(best.hit_rank, best.hit, line.strip(), set(), set()))
+                    used += len(line)
+        if numeric and at is not None and at + 1 < len(lines):
+            # KPI lines carry their baseline on the next line: "(2021年度は31%)".
+            after = lines[at + 1].strip()
+            if after.startswith(("(", "（")) and len(after) <= 80 and _NUMBER.search(after):
+                chosen.append(_Candidate(best.hit_rank, best.hit, after, set(), set()))
+                used += len(after)
         items: list[_Candidate] = []
-        if _LIST_Q.search(question) and (len(best.text) <= 40 or best.text.endswith((":", "："))):
+        introduces_list = len(best.text) <= 40 or best.text.endswith((":", "："))
+        if at is not None and at + 1 < len(lines) and lines[at].rstrip().endswith(best.text):
+            # A sentence that ends its line right above "1 …", "① …" introduces that list.
+            nxt = lines[at + 1].strip()
+            introduces_list |= bool(BULLET_START.match(nxt)) and _bullet_family(nxt) in ("circled", "numbered")
+        if _LIST_Q.search(question) and introduces_list:
             # A list question is answered by the items under the line that introduces them.
             items = self._following_items(best, page_text)
-        if not items and _is_label(best.text):
+        if not items and _is_label(best.text) and not (numeric and _NUMBER.search(best.text)):
             # A heading that echoes the question says where the answer is, not what it is: read on.
             items = self._following_sentences(best, page_text)
         for item in items:
@@ -251,11 +304,18 @@ class OfflineAnswerer:
         seen: set[str] = set()
         out: list[_Candidate] = []
         for rank, hit in enumerate(hits):
+            previous = None
             for sentence in _sentences(hit.chunk.text):
-                if sentence in seen:
-                    continue
-                seen.add(sentence)
-                out.append(_Candidate(rank, hit, sentence, set(content_words(sentence)), _bigrams(sentence)))
+                texts = [sentence]
+                if previous and _ANAPHORA.match(sentence) and f"{previous}{sentence}" in hit.chunk.text:
+                    # "この場合、月4.2万円まで無償。" means nothing without the sentence it refers to.
+                    texts.append(f"{previous}{sentence}")
+                previous = sentence
+                for text in texts:
+                    if text in seen:
+                        continue
+                    seen.add(text)
+                    out.append(_Candidate(rank, hit, text, set(content_words(text)), _bigrams(text)))
         return out
 
     def _add_dense(self, question: str, top: list[_Candidate], query_vector=None) -> None:
@@ -290,14 +350,20 @@ class OfflineAnswerer:
                 # Numbered items may carry a line of explanation each (① 技術名 / その説明 / ② …): skip it.
                 if out and family in ("circled", "numbered"):
                     continue
+                if not out and n == 0 and len(line) <= 60:
+                    continue  # a subtitle between the heading and its list
                 break
             kind = _bullet_family(line)
             family = family or kind
             if kind != family:
                 break
-            sentence = next(iter(_sentences(line)), None)
-            if sentence and sentence != best.text:
-                out.append(_Candidate(best.hit_rank, best.hit, sentence, set(), set()))
+            pieces = _sentences(line)
+            # A line of slide boxes ("A ■ B ■ C") is several items; a bullet with sentences is one.
+            for sentence in pieces if _INLINE_ITEM.search(line) else pieces[:1]:
+                if _PLACE_TAIL.search(best.text) and _PLACE_TAIL.search(sentence):
+                    return out  # another region's example, not an item of this one
+                if sentence != best.text:
+                    out.append(_Candidate(best.hit_rank, best.hit, sentence, set(), set()))
         return out
 
     @staticmethod
@@ -311,7 +377,8 @@ class OfflineAnswerer:
         out: list[_Candidate] = []
         rest = text[at + len(best.text) :]
         for line in rest.split("\n"):
-            if out and _is_label(line.strip()):
+            stripped = line.strip()
+            if out and (stripped.startswith(_HEADING_OPEN) or (_is_label(stripped) and not BULLET_START.match(stripped))):
                 break
             for sentence in _sentences(line):
                 if _PLACE_TAIL.search(best.text) and _PLACE_TAIL.search(sentence):
