@@ -41,6 +41,8 @@ _PLACE = re.compile(
     r"(?<![一-龥])(?!都道府県|市区町村|市町村)"
     r"(?:[一-龥ぁ-んァ-ヶ]{1,6}[都道府県][一-龥ぁ-んァ-ヶ]{0,6}[市区町村]?|[一-龥ァ-ヶ]{1,6}[市町村]\b|[一-龥ァ-ヶ]{1,6}[市町村][)）])"
 )
+_GOAL_Q = re.compile(r"目標|目指|増やす|減らす|までに")
+_GOAL = re.compile(r"までに|まで[)）]|目標|目指")
 _ANAPHORA = re.compile(r"(?:この|その|これら|それら|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)")
 _HEADING_OPEN = ("<", "＜", "【", "[", "〈", "《")
 # "取組名 (福島県会津若松市)": how slides caption one regional example among several.
@@ -182,6 +184,7 @@ class OfflineAnswerer:
         years = set(_YEAR.findall(question))
         place_wanted = bool(_PLACE_Q.search(question))
         name_wanted = bool(_NAME_Q.search(question))
+        goal_wanted = bool(_GOAL_Q.search(question))
         heading_terms_of: dict[str, set[str]] = {}
         for c in candidates:
             heading = c.hit.chunk.heading
@@ -203,6 +206,10 @@ class OfflineAnswerer:
                     score += 0.12
             if years and years <= set(_YEAR.findall(c.text)):
                 score += 0.1
+            if goal_wanted and _NUMBER.search(c.text) and _GOAL.search(c.text):
+                score += 0.1  # "何人まで増やす目標？" is answered by the target, not by today's count
+            elif goal_wanted and "現在" in c.text:
+                score -= 0.1
             if place_wanted and _PLACE.search(c.text):
                 score += 0.15
             if name_wanted and re.search(r"「[^」]{2,}」|[ァ-ヶー]{4,}|[A-Za-z]{3,}", c.text):

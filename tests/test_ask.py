@@ -148,3 +148,31 @@ def test_a_sentence_without_the_kind_of_number_asked_for_is_no_answer(pipeline, 
 def test_the_kind_of_number_asked_for_is_answered_when_it_is_there(pipeline):
     answer = pipeline.ask("光ファイバの世帯カバー率は何%にする目標？")
     assert answer.found and "99.9%" in answer.text
+
+
+@pytest.mark.parametrize(
+    "question, needles",
+    [
+        # The place is the caption above the example's description (p.32).
+        ("デイサービスの送り迎えをタクシー会社に任せている市は？", ["群馬県前橋市"]),
+        # …or the examples listed under the measure (p.15).
+        ("キャッシュレスのデジタル地域通貨の事例として挙がっている自治体は？", ["深谷市", "飛騨市"]),
+        # The 2021 baseline is the line under the 2025 KPI (p.10).
+        ("物流DXを実現している物流事業者の割合は、2021年度にどれくらいだった？", ["31%"]),
+        # "この場合、月4.2万円まで無償。" only makes sense with the sentence before it (p.8).
+        ("住民税非課税世帯の0～2歳児の保育料は、月いくらまで無償？", ["4.2万円", "0歳~2歳児"]),
+        # Four numbered items under a subtitle (p.1).
+        (
+            "「デジタルの力を活用した地方の社会課題解決」の4つの施策の方向は？",
+            ["地方に仕事をつくる", "人の流れをつくる", "結婚・出産・子育ての希望をかなえる", "魅力的な地域をつくる"],
+        ),
+        # A target question gets the target, not today's count (p.24: 現在、21,000人を突破).
+        ("デジタル推進委員は何人まで増やす目標？", ["5万人"]),
+    ],
+)
+def test_the_answer_carries_what_the_question_asks_for(pipeline, question, needles):
+    answer = pipeline.ask(question)
+    assert answer.found
+    for needle in needles:
+        assert needle in answer.text, (needle, answer.text)
+    assert len(answer.text) <= 400
