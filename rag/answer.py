@@ -54,6 +54,8 @@ _NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|�
 _UNITS = ("団体", "%", "人", "校", "地域", "か所", "箇所", "都市", "円", "件", "市区町村", "事業者", "拠点", "社", "万", "億", "倍", "割")
 _UNIT_MISMATCH = 0.4  # measured: 0.6 → 0.4 moved unanswerable abstention 0.63 → 0.83 with no answerable lost
 _MAX_SENTENCE_CHARS = 130
+# A second or third quote this long is a flattened table or run-on slide line: it crowds out a clean one.
+_SECONDARY_MAX_CHARS = 150
 _DENSE_RERANK = 12  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
 _DENSE_SHARE = 0.35
 # (cosine of unrelated text, spread up to a clear answer) per embedder; USE measured on eval/qa.jsonl.
@@ -133,6 +135,17 @@ def _place_caption(lines: list[str], at: int | None, reach: int = 3) -> list[str
     return []
 
 
+def _plain_items(lines: list[str]) -> int:
+    """How many of ``lines`` in a row are short unmarked items (no bullet, no sentence end, not a heading)."""
+    n = 0
+    for line in lines:
+        line = line.strip()
+        if not (4 <= len(line) <= 45) or BULLET_START.match(line) or line.endswith(("。", ":", "：")):
+            break
+        n += 1
+    return n
+
+
 def _is_label(text: str) -> bool:
     """A heading or caption rather than a statement: short, and not a finished sentence."""
     return 0 < len(text) <= 40 and not text.endswith(("。", "！", "？", ":", "："))
@@ -185,6 +198,7 @@ class OfflineAnswerer:
         place_wanted = bool(_PLACE_Q.search(question))
         name_wanted = bool(_NAME_Q.search(question))
         goal_wanted = bool(_GOAL_Q.search(question))
+        list_wanted = bool(_LIST_Q.search(question))
         heading_terms_of: dict[str, set[str]] = {}
         for c in candidates:
             heading = c.hit.chunk.heading
@@ -216,8 +230,10 @@ class OfflineAnswerer:
                 score += 0.05
             if len(c.text) > 200:
                 # Flattened tables make very long "sentences" that match many words by chance.
-                score -= 0.1 + 0.1 * min(1.0, (len(c.text) - 200) / 600)
-            if len(c.text) < 12:
+                score -= 0.1 + 0.3 * min(1.0, (len(c.text) - 200) / 400)
+            if list_wanted and c.text.startswith(_HEADING_OPEN) and len(c.text) <= 40:
+                score += 0.15  # "<国家試験>" heads the list asked for; its items follow it
+            elif len(c.text) < 12:
                 score -= 0.2  # a bare heading answers nothing
             c.score = score
 
@@ -264,7 +280,10 @@ class OfflineAnswerer:
         if numeric and at is not None and at + 1 < len(lines):
             # KPI lines carry their baseline on the next line: "(2021年度は31%)".
             after = lines[at + 1].strip()
-            if after.startswith(("(", "（")) and len(after) <= 80 and _NUMBER.search(after):
+            baseline = after.startswith(("(", "（")) and len(after) <= 80
+            # "いつ？" answered by "・運転免許証との一体化に向けた取組。": its date is in the sub-item below.
+            detail = not _NUMBER.search(best.text) and len(after) <= 160
+            if (baseline or detail) and _NUMBER.search(after) and after != best.text:
                 chosen.append(_Candidate(best.hit_rank, best.hit, after, set(), set()))
                 used += len(after)
         items: list[_Candidate] = []
@@ -273,6 +292,7 @@ class OfflineAnswerer:
             # A sentence that ends its line right above "1 …", "① …" introduces that list.
             nxt = lines[at + 1].strip()
             introduces_list |= bool(BULLET_START.match(nxt)) and _bullet_family(nxt) in ("circled", "numbered")
+            introduces_list |= _plain_items(lines[at + 1 : at + 3]) == 2
         if _LIST_Q.search(question) and introduces_list:
             # A list question is answered by the items under the line that introduces them.
             items = self._following_items(best, page_text)
@@ -285,12 +305,16 @@ class OfflineAnswerer:
             chosen.append(item)
             used += len(item.text)
         for c in candidates[1:]:
-            if len(chosen) >= self.settings.max_sentences:
-                break
-            if c.score < 0.8 * best.score or c.text in {x.text for x in chosen}:
+            if c.text in {x.text for x in chosen}:
+                continue
+            other_page = all((c.hit.chunk.source, c.hit.chunk.page) != (x.hit.chunk.source, x.hit.chunk.page) for x in chosen)
+            # "宮城県石巻市は…どのような取組？": another page about the same place is part of the answer.
+            same_place_elsewhere = bool(places) and other_page and any(p in c.text for p in places)
+            if len(chosen) >= self.settings.max_sentences + same_place_elsewhere:
+                continue
+            if c.score < (0.6 if same_place_elsewhere else 0.8) * best.score or len(c.text) > _SECONDARY_MAX_CHARS:
                 continue
             adds_terms = any(alternatives[t] & c.terms and not alternatives[t] & covered_terms for t in weights)
-            other_page = all((c.hit.chunk.source, c.hit.chunk.page) != (x.hit.chunk.source, x.hit.chunk.page) for x in chosen)
             if not (adds_terms or other_page):
                 continue
             if used + min(len(c.text), _MAX_SENTENCE_CHARS) > self.settings.max_chars:
@@ -349,6 +373,10 @@ class OfflineAnswerer:
         if at is None:
             return []
         out: list[_Candidate] = []
+        plain = _plain_items(lines[at + 1 : at + 16])
+        if plain >= 2:
+            # Items laid out as short lines with no marker at all (a slide's box of examples).
+            return [_Candidate(best.hit_rank, best.hit, line.strip(), set(), set()) for line in lines[at + 1 : at + 1 + plain]]
         family = None
         for n, line in enumerate(lines[at + 1 :]):
             if line.startswith(("<", "＜", "【", "[")) or n >= 15:

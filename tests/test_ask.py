@@ -168,6 +168,16 @@ def test_the_kind_of_number_asked_for_is_answered_when_it_is_there(pipeline):
         ),
         # A target question gets the target, not today's count (p.24: 現在、21,000人を突破).
         ("デジタル推進委員は何人まで増やす目標？", ["5万人"]),
+        # Examples laid out as short unmarked lines under the measure (p.6).
+        ("デジタル田園都市国家構想交付金では、二地域居住等のためにどのような施設整備を支援する？", ["シェアハウス", "コミュニティセンター"]),
+        # The list sits under its own heading "<国家試験>", below a sentence that only names the exam family (p.21).
+        ("デジタル人材の評価に使われる国家試験の例は？", ["ITパスポート試験", "基本情報技術者試験"]),
+        # A 400-character flattened slide line shares many words; the clean sentence answers (p.18).
+        ("お店などの会社がマイナンバーカードで本人確認をするとき、手数料はかかる？", ["当面無料化"]),
+        # "いつまで？" answered by a measure with no date: the date is in the sub-item under it (p.18).
+        ("市役所の基幹システムを国の共通クラウドに移すのはいつまで？", ["2025年度"]),
+        # Two-part question: the target sentence is not crowded out by a run-on line (p.30).
+        ("SDGs未来都市の選定目標と、現在までの選定数は？", ["210都市", "154都市"]),
     ],
 )
 def test_the_answer_carries_what_the_question_asks_for(pipeline, question, needles):
