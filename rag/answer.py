@@ -10,11 +10,10 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from rag.chunking import _SENTENCE
+from rag import page_context as pc
 from rag.config import AnswerSettings
-from rag.normalize import BULLET_START
 from rag.query import key_terms, synonym_groups
 from rag.schema import Answer, Citation, Hit
 from rag.tokenize import char_ngrams, content_words
@@ -36,21 +35,14 @@ _EXPECTED_UNIT = (
     (re.compile(r"何か所|何箇所|何カ所"), re.compile(r"\d\s*(?:か所|箇所|カ所|ヶ所)")),
 )
 _PLACE_Q = re.compile(r"どこ|どの(?:自治体|地域|市|町|県|都市)|(?:自治体|市|町|村|県|都市|地域|市町村)(?:は|を|が)[?？]?$")
-# A named place; the generic words 都道府県・市区町村・市町村 are not one.
-_PLACE = re.compile(
-    r"(?<![一-龥])(?!都道府県|市区町村|市町村)"
-    r"(?:[一-龥ぁ-んァ-ヶ]{1,6}[都道府県][一-龥ぁ-んァ-ヶ]{0,6}[市区町村]?|[一-龥ァ-ヶ]{1,6}[市町村]\b|[一-龥ァ-ヶ]{1,6}[市町村][)）])"
-)
 _GOAL_Q = re.compile(r"目標|目指|増やす|減らす|までに")
 _GOAL = re.compile(r"までに|まで[)）]|目標|目指")
 _ANAPHORA = re.compile(r"(?:この|その|これら|それら|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)")
-_HEADING_OPEN = ("<", "＜", "【", "[", "〈", "《")
-# "取組名 (福島県会津若松市)": how slides caption one regional example among several.
-_PLACE_TAIL = re.compile(r"[（(][^()（）]*[都道府県市区町村][^()（）]*[)）]$")
 _LIST_Q = re.compile(r"挙げ|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
 # A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
 _PREFECTURE = re.compile(r"(?:北海道|東京都|京都府|大阪府|[一-龥]{2,3}県)(?:[一-龥]{1,4}?[市区町村])?")
 _NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
+_NAME = re.compile(r"「[^」]{2,}」|[ァ-ヶー]{4,}|[A-Za-z]{3,}")
 _UNITS = ("団体", "%", "人", "校", "地域", "か所", "箇所", "都市", "円", "件", "市区町村", "事業者", "拠点", "社", "万", "億", "倍", "割")
 _UNIT_MISMATCH = 0.4  # measured: 0.6 → 0.4 moved unanswerable abstention 0.63 → 0.83 with no answerable lost
 _MAX_SENTENCE_CHARS = 130
@@ -67,28 +59,50 @@ class _Candidate:
     hit_rank: int
     hit: Hit
     text: str  # the sentence as it stands in the page
-    terms: set[str]
-    bigrams: set[str]
+    terms: set[str] = field(default_factory=set)
+    bigrams: set[str] = field(default_factory=set)
     score: float = 0.0
     evidence: float = 0.0
     # Applied once all evidence (lexical and dense) is in: a sentence about the wrong year,
     # place or kind of number does not answer, however similar it reads.
     mismatch: float = 1.0
 
+    def neighbour(self, text: str) -> _Candidate:
+        """A line read around this one on its page, quoted under the same citation."""
+        return _Candidate(self.hit_rank, self.hit, text)
 
-# Slides flattened into one line keep their boxes apart with these marks: each box is its own item.
-_INLINE_ITEM = re.compile(r"\s*[■□◆◇●]\s*")
 
+@dataclass(frozen=True)
+class _Asks:
+    """What a question asks for, as far as its wording tells."""
 
-def _sentences(text: str) -> list[str]:
-    out = []
-    for line in text.split("\n"):
-        for m in _SENTENCE.finditer(line):
-            for s in _INLINE_ITEM.split(m.group(0)):
-                s = s.strip()
-                if len(s) >= 4:
-                    out.append(s)
-    return out
+    numeric: bool  # a number, an amount, a date
+    years: frozenset[str]  # "2030年度の目標は？"
+    units: tuple[re.Pattern, ...]  # the kind of number: 円 for いくら, % for 割合 …
+    unit_words: tuple[str, ...]  # units written in the question itself
+    places: frozenset[str]  # prefectures and municipalities named in the question
+    place: bool  # "どこ？", "どの自治体？"
+    name: bool  # "名前は？"
+    goal: bool  # "目標は？", "何人まで増やす？"
+    list: bool  # "どのような取組？", "4つの施策は？"
+
+    @classmethod
+    def of(cls, question: str) -> _Asks:
+        return cls(
+            numeric=bool(_AMOUNT_Q.search(question) or _YEAR_Q.search(question)),
+            years=frozenset(_YEAR.findall(question)),
+            units=tuple(pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)),
+            unit_words=tuple(u for u in _UNITS if u in question),
+            places=frozenset(m.group(0) for m in _PREFECTURE.finditer(question)) - {"都道府県"},
+            place=bool(_PLACE_Q.search(question)),
+            name=bool(_NAME_Q.search(question)),
+            goal=bool(_GOAL_Q.search(question)),
+            list=bool(_LIST_Q.search(question)),
+        )
+
+    def focus(self) -> list[re.Pattern]:
+        """What a trimmed quote must keep in view."""
+        return list(self.units) + [re.compile(y) for y in self.years] + ([pc.PLACE] if self.place else [])
 
 
 def _bigrams(text: str) -> set[str]:
@@ -114,55 +128,6 @@ def _trim(sentence: str, terms: list[str], budget: int, focus: list[re.Pattern] 
     return ("…" if best_start > 0 else "") + window + ("…" if best_start + budget < len(sentence) else "")
 
 
-def _page_lines(best: _Candidate, page_text: Callable[[str, int], str | None] | None) -> tuple[list[str], int | None]:
-    """The lines of ``best``'s page, and the index of the line it stands in."""
-    chunk = best.hit.chunk
-    text = (page_text(chunk.source, chunk.page) if page_text else None) or chunk.text
-    lines = text.split("\n")
-    return lines, next((i for i, line in enumerate(lines) if best.text in line), None)
-
-
-def _place_caption(lines: list[str], at: int | None, reach: int = 3) -> list[str]:
-    """The short lines from the nearest one above ``at`` that names a place, down to ``at`` (exclusive)."""
-    if at is None:
-        return []
-    for back in range(1, reach + 1):
-        i = at - back
-        if i < 0 or len(lines[i]) > 60:
-            return []
-        if _PLACE.search(lines[i]):
-            return [line.strip() for line in lines[i:at]]
-    return []
-
-
-def _plain_items(lines: list[str]) -> int:
-    """How many of ``lines`` in a row are short unmarked items (no bullet, no sentence end, not a heading)."""
-    n = 0
-    for line in lines:
-        line = line.strip()
-        if not (4 <= len(line) <= 45) or BULLET_START.match(line) or line.endswith(("。", ":", "：")):
-            break
-        n += 1
-    return n
-
-
-def _is_label(text: str) -> bool:
-    """A heading or caption rather than a statement: short, and not a finished sentence."""
-    return 0 < len(text) <= 40 and not text.endswith(("。", "！", "？", ":", "："))
-
-
-def _bullet_family(line: str) -> str:
-    """Which kind of list marker a line starts with, so ① ② ③ are read as one list."""
-    first = line.lstrip()[:1]
-    if first in "-‐–—" and line.lstrip()[1:].lstrip()[:1].isdigit():
-        return "numbered"  # "- 1 地方に仕事をつくる": a numbered list a converter prefixed with dashes
-    if "\u2460" <= first <= "\u2473" or "\u2776" <= first <= "\u277f":
-        return "circled"
-    if first.isdigit() or first in "(（":
-        return "numbered"
-    return "bullet"  # -, ・, ▶ … are mixed freely within one list by PDF converters
-
-
 class OfflineAnswerer:
     def __init__(self, settings: AnswerSettings | None = None, embedder=None):
         """``embedder`` (an :class:`rag.embeddings.IndexEmbedder`) adds sentence-level dense similarity,
@@ -178,27 +143,62 @@ class OfflineAnswerer:
         page_text: Callable[[str, int], str | None] | None = None,
         query_vector=None,
     ) -> Answer:
-        """``page_text(source, page)`` lets a list answer continue past the end of its chunk;
+        """``page_text(source, page)`` lets an answer read past the end of its chunk (lists, captions);
         ``query_vector`` is the question as the retriever embedded it (saves embedding it twice)."""
         titles = titles or {}
         terms = key_terms(question)
-        alternatives = self._alternatives(question, terms)
         if not hits or not terms:
             return self.abstain(question, hits, titles)
-
         candidates = self._candidates(hits[:8])
         if not candidates:
             return self.abstain(question, hits, titles)
+        asks = _Asks.of(question)
+        alternatives = self._alternatives(question, terms)
         weights = self._term_weights(terms, alternatives, candidates)
+        self._score(candidates, terms, alternatives, weights, asks)
+        candidates.sort(key=lambda c: -c.score)
+        if self.embedder is not None:
+            self._add_dense(question, candidates[:_DENSE_RERANK], query_vector)
+            candidates.sort(key=lambda c: -c.score)
+        for c in candidates:
+            c.evidence *= c.mismatch
+        best = candidates[0]
+        if best.evidence < self.settings.min_evidence:
+            abstained = self.abstain(question, hits, titles)
+            abstained.evidence = best.evidence
+            return abstained
+        chosen = self._read_around(best, asks, page_text)
+        self._add_support(chosen, best, candidates, alternatives, weights, asks)
+        answer = self._compose(question, chosen, hits, titles, terms, asks.focus())
+        answer.evidence = best.evidence
+        return answer
+
+    def _candidates(self, hits: list[Hit]) -> list[_Candidate]:
+        seen: set[str] = set()
+        out: list[_Candidate] = []
+        for rank, hit in enumerate(hits):
+            previous = None
+            for sentence in pc.sentences(hit.chunk.text):
+                texts = [sentence]
+                if previous and _ANAPHORA.match(sentence) and f"{previous}{sentence}" in hit.chunk.text:
+                    # "この場合、月4.2万円まで無償。" means nothing without the sentence it refers to.
+                    texts.append(f"{previous}{sentence}")
+                previous = sentence
+                for text in texts:
+                    if text in seen:
+                        continue
+                    seen.add(text)
+                    out.append(_Candidate(rank, hit, text, set(content_words(text)), _bigrams(text)))
+        return out
+
+    @staticmethod
+    def _score(
+        candidates: list[_Candidate], terms: list[str], alternatives: dict[str, set[str]], weights: dict[str, float], asks: _Asks
+    ) -> None:
+        """Lexical evidence (question terms covered, character overlap) and a ranking score that
+        also rewards what the question asks for: a number, the year, a place, a name, a target."""
         q_bigrams = _bigrams("".join(terms))
-        numeric = bool(_AMOUNT_Q.search(question) or _YEAR_Q.search(question))
-        unit_wanted = [u for u in _UNITS if u in question]
         total = sum(weights.values()) or 1.0
-        years = set(_YEAR.findall(question))
-        place_wanted = bool(_PLACE_Q.search(question))
-        name_wanted = bool(_NAME_Q.search(question))
-        goal_wanted = bool(_GOAL_Q.search(question))
-        list_wanted = bool(_LIST_Q.search(question))
         heading_terms_of: dict[str, set[str]] = {}
         for c in candidates:
             heading = c.hit.chunk.heading
@@ -214,102 +214,88 @@ class OfflineAnswerer:
             overlap = len(q_bigrams & c.bigrams) / len(q_bigrams) if q_bigrams else 0.0
             c.evidence = 0.75 * min(covered / total, 1.0) + 0.25 * overlap
             score = c.evidence + 0.12 / (1 + c.hit_rank)
-            if numeric and _NUMBER.search(c.text):
+            if asks.numeric and _NUMBER.search(c.text):
                 score += 0.08
-                if any(re.search(rf"\d[\d,.]*\s*{re.escape(u)}", c.text) for u in unit_wanted):
+                if any(re.search(rf"\d[\d,.]*\s*{re.escape(u)}", c.text) for u in asks.unit_words):
                     score += 0.12
-            if years and years <= set(_YEAR.findall(c.text)):
+            if asks.years and asks.years <= set(_YEAR.findall(c.text)):
                 score += 0.1
-            if goal_wanted and _NUMBER.search(c.text) and _GOAL.search(c.text):
+            if asks.goal and _NUMBER.search(c.text) and _GOAL.search(c.text):
                 score += 0.1  # "何人まで増やす目標？" is answered by the target, not by today's count
-            elif goal_wanted and "現在" in c.text:
+            elif asks.goal and "現在" in c.text:
                 score -= 0.1
-            if place_wanted and _PLACE.search(c.text):
+            if asks.place and pc.PLACE.search(c.text):
                 score += 0.15
-            if name_wanted and re.search(r"「[^」]{2,}」|[ァ-ヶー]{4,}|[A-Za-z]{3,}", c.text):
+            if asks.name and _NAME.search(c.text):
                 score += 0.05
             if len(c.text) > 200:
                 # Flattened tables make very long "sentences" that match many words by chance.
                 score -= 0.1 + 0.3 * min(1.0, (len(c.text) - 200) / 400)
-            if list_wanted and c.text.startswith(_HEADING_OPEN) and len(c.text) <= 40:
+            if asks.list and c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40:
                 score += 0.15  # "<国家試験>" heads the list asked for; its items follow it
             elif len(c.text) < 12:
                 score -= 0.2  # a bare heading answers nothing
+            # A question about 北海道 is not answered by a sentence about another prefecture,
+            # one about 2030 not by a sentence about 2027, "いくら" not by one with no amount.
+            if asks.places and not any(p in c.text for p in asks.places):
+                c.mismatch *= 0.7
+            if asks.years and not asks.years <= set(_YEAR.findall(c.text)):
+                c.mismatch *= 0.6
+                score -= 0.15
+            if asks.units and not any(u.search(c.text) for u in asks.units):
+                c.mismatch *= _UNIT_MISMATCH
+                score -= 0.15
             c.score = score
 
-        units = [pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)]
-        places = {m.group(0) for m in _PREFECTURE.finditer(question)} - {"都道府県"}
-        for c in candidates:
-            # A question about 北海道 is not answered by a sentence about another prefecture.
-            if places and not any(p in c.text for p in places):
-                c.mismatch *= 0.7
-            # A question about 2030 is not answered by a sentence about 2027, nor "いくら" by one with no amount.
-            if years and not years <= set(_YEAR.findall(c.text)):
-                c.mismatch *= 0.6
-                c.score -= 0.15
-            if units and not any(u.search(c.text) for u in units):
-                c.mismatch *= _UNIT_MISMATCH
-                c.score -= 0.15
-        candidates.sort(key=lambda c: -c.score)
-        if self.embedder is not None:
-            self._add_dense(question, candidates[:_DENSE_RERANK], query_vector)
-            candidates.sort(key=lambda c: -c.score)
-        for c in candidates:
-            c.evidence *= c.mismatch
-        best = candidates[0]
-        if best.evidence < self.settings.min_evidence:
-            abstained = self.abstain(question, hits, titles)
-            abstained.evidence = best.evidence
-            return abstained
+    def _read_around(self, best: _Candidate, asks: _Asks, page_text: Callable[[str, int], str | None] | None) -> list[_Candidate]:
+        """``best`` with what stands around it on its page and belongs to the answer."""
+        chunk = best.hit.chunk
+        text = (page_text(chunk.source, chunk.page) if page_text else None) or chunk.text
+        lines, at = pc.locate(text, best.text)
+        budget = self.settings.max_chars + 60
         chosen = [best]
-        covered_terms = set(best.terms)
-        used = len(best.text)
-        lines, at = _page_lines(best, page_text)
-        if place_wanted and not _PLACE.search(best.text):
-            # "どこ？" answered by an example's description: its place is in the caption above it.
-            lead = _place_caption(lines, at)
-            chosen = [_Candidate(best.hit_rank, best.hit, line, set(), set()) for line in lead] + chosen
-            used += sum(len(line) for line in lead)
-            if not lead and at is not None:
-                # …or in the examples listed under it: "地域通貨… (埼玉県深谷市)".
-                for line in lines[at + 1 : at + 4]:
-                    if not _PLACE_TAIL.search(line.strip()) or used + len(line) > self.settings.max_chars + 60:
+        if asks.place and not pc.PLACE.search(best.text):
+            # "どこ？" answered by an example's description: its place is in the caption above it,
+            # or in the examples listed under it.
+            above = pc.place_caption(lines, at)
+            chosen = [best.neighbour(line) for line in above] + chosen
+            if not above:
+                for line in pc.places_below(lines, at):
+                    if _length(chosen) + len(line) > budget:
                         break
-                    chosen.append(_Candidate(best.hit_rank, best.hit, line.strip(), set(), set()))
-                    used += len(line)
-        if numeric and at is not None and at + 1 < len(lines):
-            # KPI lines carry their baseline on the next line: "(2021年度は31%)".
-            after = lines[at + 1].strip()
-            baseline = after.startswith(("(", "（")) and len(after) <= 80
-            # "いつ？" answered by "・運転免許証との一体化に向けた取組。": its date is in the sub-item below.
-            detail = not _NUMBER.search(best.text) and len(after) <= 160
-            if (baseline or detail) and _NUMBER.search(after) and after != best.text:
-                chosen.append(_Candidate(best.hit_rank, best.hit, after, set(), set()))
-                used += len(after)
-        items: list[_Candidate] = []
-        introduces_list = len(best.text) <= 40 or best.text.endswith((":", "："))
-        if at is not None and at + 1 < len(lines) and lines[at].rstrip().endswith(best.text):
-            # A sentence that ends its line right above "1 …", "① …" introduces that list.
-            nxt = lines[at + 1].strip()
-            introduces_list |= bool(BULLET_START.match(nxt)) and _bullet_family(nxt) in ("circled", "numbered")
-            introduces_list |= _plain_items(lines[at + 1 : at + 3]) == 2
-        if _LIST_Q.search(question) and introduces_list:
-            # A list question is answered by the items under the line that introduces them.
-            items = self._following_items(best, page_text)
-        if not items and _is_label(best.text) and not (numeric and _NUMBER.search(best.text)):
+                    chosen.append(best.neighbour(line))
+        if asks.numeric and (figure := pc.figure_below(lines, at, best.text)):
+            chosen.append(best.neighbour(figure))
+        items: list[str] = []
+        if asks.list and pc.introduces_list(lines, at, best.text):
+            items = pc.list_items(lines, at, best.text)
+        if not items and pc.is_label(best.text) and not (asks.numeric and _NUMBER.search(best.text)):
             # A heading that echoes the question says where the answer is, not what it is: read on.
-            items = self._following_sentences(best, page_text)
+            items = pc.sentences_after(text, best.text)
         for item in items:
-            if used + len(item.text) > self.settings.max_chars + 60 or len(chosen) >= 6:
+            if _length(chosen) + len(item) > budget or len(chosen) >= 6:
                 break
-            chosen.append(item)
-            used += len(item.text)
+            chosen.append(best.neighbour(item))
+        return chosen
+
+    def _add_support(
+        self,
+        chosen: list[_Candidate],
+        best: _Candidate,
+        candidates: list[_Candidate],
+        alternatives: dict[str, set[str]],
+        weights: dict[str, float],
+        asks: _Asks,
+    ) -> None:
+        """Add the runners-up that say something ``chosen`` does not, or come from another page."""
+        covered_terms = set(best.terms)
+        used = _length(chosen)
         for c in candidates[1:]:
             if c.text in {x.text for x in chosen}:
                 continue
             other_page = all((c.hit.chunk.source, c.hit.chunk.page) != (x.hit.chunk.source, x.hit.chunk.page) for x in chosen)
             # "宮城県石巻市は…どのような取組？": another page about the same place is part of the answer.
-            same_place_elsewhere = bool(places) and other_page and any(p in c.text for p in places)
+            same_place_elsewhere = bool(asks.places) and other_page and any(p in c.text for p in asks.places)
             if len(chosen) >= self.settings.max_sentences + same_place_elsewhere:
                 continue
             if c.score < (0.6 if same_place_elsewhere else 0.8) * best.score or len(c.text) > _SECONDARY_MAX_CHARS:
@@ -322,32 +308,6 @@ class OfflineAnswerer:
             chosen.append(c)
             covered_terms |= c.terms
             used += min(len(c.text), _MAX_SENTENCE_CHARS)
-        # Keep reading order within a page so a list reads as it does in the document.
-        focus = [pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)]
-        focus += [re.compile(y) for y in years]
-        if place_wanted:
-            focus.append(_PLACE)
-        answer = self._compose(question, chosen, hits, titles, terms, focus)
-        answer.evidence = best.evidence
-        return answer
-
-    def _candidates(self, hits: list[Hit]) -> list[_Candidate]:
-        seen: set[str] = set()
-        out: list[_Candidate] = []
-        for rank, hit in enumerate(hits):
-            previous = None
-            for sentence in _sentences(hit.chunk.text):
-                texts = [sentence]
-                if previous and _ANAPHORA.match(sentence) and f"{previous}{sentence}" in hit.chunk.text:
-                    # "この場合、月4.2万円まで無償。" means nothing without the sentence it refers to.
-                    texts.append(f"{previous}{sentence}")
-                previous = sentence
-                for text in texts:
-                    if text in seen:
-                        continue
-                    seen.add(text)
-                    out.append(_Candidate(rank, hit, text, set(content_words(text)), _bigrams(text)))
-        return out
 
     def _add_dense(self, question: str, top: list[_Candidate], query_vector=None) -> None:
         import numpy as np
@@ -362,66 +322,6 @@ class OfflineAnswerer:
             dense = float(np.clip((sim - low) / span, 0.0, 1.0))
             c.evidence = (1 - _DENSE_SHARE) * c.evidence + _DENSE_SHARE * dense
             c.score += _DENSE_SHARE * dense
-
-    @staticmethod
-    def _following_items(best: _Candidate, page_text: Callable[[str, int], str | None] | None) -> list[_Candidate]:
-        """The bullet items that follow ``best`` on its page, as candidates (same page, same marker)."""
-        chunk = best.hit.chunk
-        text = (page_text(chunk.source, chunk.page) if page_text else None) or chunk.text
-        lines = text.split("\n")
-        at = next((i for i, line in enumerate(lines) if best.text in line), None)
-        if at is None:
-            return []
-        out: list[_Candidate] = []
-        plain = _plain_items(lines[at + 1 : at + 16])
-        if plain >= 2:
-            # Items laid out as short lines with no marker at all (a slide's box of examples).
-            return [_Candidate(best.hit_rank, best.hit, line.strip(), set(), set()) for line in lines[at + 1 : at + 1 + plain]]
-        family = None
-        for n, line in enumerate(lines[at + 1 :]):
-            if line.startswith(("<", "＜", "【", "[")) or n >= 15:
-                break
-            if not BULLET_START.match(line):
-                # Numbered items may carry a line of explanation each (① 技術名 / その説明 / ② …): skip it.
-                if out and family in ("circled", "numbered"):
-                    continue
-                if not out and n == 0 and len(line) <= 60:
-                    continue  # a subtitle between the heading and its list
-                break
-            kind = _bullet_family(line)
-            family = family or kind
-            if kind != family:
-                break
-            pieces = _sentences(line)
-            # A line of slide boxes ("A ■ B ■ C") is several items; a bullet with sentences is one.
-            for sentence in pieces if _INLINE_ITEM.search(line) else pieces[:1]:
-                if _PLACE_TAIL.search(best.text) and _PLACE_TAIL.search(sentence):
-                    return out  # another region's example, not an item of this one
-                if sentence != best.text:
-                    out.append(_Candidate(best.hit_rank, best.hit, sentence, set(), set()))
-        return out
-
-    @staticmethod
-    def _following_sentences(best: _Candidate, page_text: Callable[[str, int], str | None] | None, n: int = 3) -> list[_Candidate]:
-        """The next ``n`` sentences after ``best`` on its page, stopping at the next heading."""
-        chunk = best.hit.chunk
-        text = (page_text(chunk.source, chunk.page) if page_text else None) or chunk.text
-        at = text.find(best.text)
-        if at < 0:
-            return []
-        out: list[_Candidate] = []
-        rest = text[at + len(best.text) :]
-        for line in rest.split("\n"):
-            stripped = line.strip()
-            if out and (stripped.startswith(_HEADING_OPEN) or (_is_label(stripped) and not BULLET_START.match(stripped))):
-                break
-            for sentence in _sentences(line):
-                if _PLACE_TAIL.search(best.text) and _PLACE_TAIL.search(sentence):
-                    return out  # the next example of a list of "取組 (県市)" entries, not more about this one
-                out.append(_Candidate(best.hit_rank, best.hit, sentence, set(), set()))
-                if len(out) >= n:
-                    return out
-        return out
 
     @staticmethod
     def _alternatives(question: str, terms: list[str]) -> dict[str, set[str]]:
@@ -473,8 +373,12 @@ class OfflineAnswerer:
             if key in seen:
                 continue
             seen.add(key)
-            first = next(iter(_sentences(hit.chunk.text)), hit.chunk.text[:80])
+            first = next(iter(pc.sentences(hit.chunk.text)), hit.chunk.text[:80])
             near.append(Citation(len(near) + 1, *key, hit.chunk.heading, first, hit.chunk.id, titles.get(key[0], "")))
             if len(near) == 3:
                 break
         return Answer(question=question, text=ABSTENTION, found=False, citations=near, hits=hits)
+
+
+def _length(chosen: list[_Candidate]) -> int:
+    return sum(len(c.text) for c in chosen)

@@ -1,0 +1,76 @@
+"""Reading around a quoted line, on page text laid out the way the PDF engine extracts slides."""
+
+from rag import page_context as pc
+
+SLIDE = """\
+<モデル地域ビジョンの例>
+・スマートシティ AiCT (福島県会津若松市) ■ 「デジ活」中山間地域 自動草刈機の導入 ■ 産学官協創都市 スマート農業 (高知県・高知大学)
+【介護・福祉×交通】
+群馬県前橋市における取組
+- デイサービス事業所は、送迎業務をタクシー事業者に委託し、介護人材確保と介護サービス充実。
+- 物流DXを実現している物流事業者の割合:2025年度に70%
+(2021年度は31%)
+・施設整備の支援等
+移住や二地域居住等に活用する集合住宅やシェアハウス
+地域の交流促進の拠点となるコミュニティセンター
+<国家試験>
+- ・ITパスポート試験
+- ・基本情報技術者試験
+施策の方向
+- 1 地方に仕事をつくる
+スタートアップ・エコシステムの確立等
+- 2 人の流れをつくる
+「転職なき移住」の推進等
+<次の見出し>"""
+
+
+def _at(sentence):
+    return pc.locate(SLIDE, sentence)
+
+
+def test_slide_boxes_are_separate_quotable_units():
+    units = pc.sentences(SLIDE.splitlines()[1])
+    assert units == ["・スマートシティ AiCT (福島県会津若松市)", "「デジ活」中山間地域 自動草刈機の導入", "産学官協創都市 スマート農業 (高知県・高知大学)"]
+
+
+def test_the_place_of_an_example_is_its_caption_above():
+    lines, at = _at("デイサービス事業所は")
+    assert pc.place_caption(lines, at) == ["群馬県前橋市における取組"]
+    # The generic words are no place: a caption that only says 都道府県 is not one.
+    assert not pc.PLACE.search("都道府県が官民連携型プラットフォームを形成")
+
+
+def test_a_kpi_carries_its_baseline_from_the_line_below():
+    lines, at = _at("物流DXを実現している")
+    assert pc.figure_below(lines, at, lines[at].lstrip("- ")) == "(2021年度は31%)"
+
+
+def test_unmarked_short_lines_under_a_measure_are_its_items():
+    lines, at = _at("・施設整備の支援等")
+    assert pc.introduces_list(lines, at, "・施設整備の支援等")
+    assert pc.list_items(lines, at, "・施設整備の支援等") == [
+        "移住や二地域居住等に活用する集合住宅やシェアハウス",
+        "地域の交流促進の拠点となるコミュニティセンター",
+    ]
+
+
+def test_items_under_a_heading_stop_at_the_next_heading():
+    lines, at = _at("<国家試験>")
+    assert pc.list_items(lines, at, "<国家試験>") == ["- ・ITパスポート試験", "- ・基本情報技術者試験"]
+
+
+def test_a_numbered_list_skips_each_items_explanation():
+    lines, at = _at("施策の方向")
+    assert pc.list_items(lines, at, "施策の方向") == ["- 1 地方に仕事をつくる", "- 2 人の流れをつくる"]
+
+
+def test_reading_on_after_a_heading_stops_at_the_next_one():
+    after = pc.sentences_after(SLIDE, "<モデル地域ビジョンの例>")
+    assert after[0] == "・スマートシティ AiCT (福島県会津若松市)"
+    assert "【介護・福祉×交通】" not in after
+
+
+def test_a_regional_example_is_not_continued_into_the_next_regions():
+    # "取組 (県市)" followed by another "取組 (県市)" is a sibling, not more about the first.
+    after = pc.sentences_after(SLIDE, "・スマートシティ AiCT (福島県会津若松市)")
+    assert not any("高知" in s for s in after)
