@@ -54,6 +54,9 @@ class RetrievalSettings(_Section):
     # Measured on eval/qa.jsonl (README): USE adds depth (recall@10) but costs top-1 at higher weights.
     dense_weight: float = Field(0.05, ge=0)
     use_synonyms: bool = True
+    sentence_rerank: bool = Field(
+        True, description="Reorder the passages by their best-matching sentence (off when a CrossEncoder reranker is set)."
+    )
     reranker: str | None = Field(None, description="sentence-transformers CrossEncoder name or folder; off when empty.")
 
 

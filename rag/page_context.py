@@ -17,13 +17,20 @@ from rag.normalize import BULLET_START
 # Slides flattened into one line keep their boxes apart with these marks: each box is its own item.
 INLINE_ITEM = re.compile(r"\s*[■□◆◇●]\s*")
 HEADING_OPEN = ("<", "＜", "【", "[", "〈", "《")
-# A named place; the generic words 都道府県・市区町村・市町村 are not one.
+# A named place: a prefecture (with its municipality), or a municipality standing as a word
+# ("加賀市、", "横浜市では").  Not 都道府県・市区町村, not 各府省 or 国道 or …国家構想.
+_MUNICIPALITY = r"[一-龥ァ-ヶ]{1,6}?[市区町村](?=[、。・,)）\s]|では|でも|の|は|が|に|を|と|や|$)"
 PLACE = re.compile(
     r"(?<![一-龥])(?!都道府県|市区町村|市町村)"
-    r"(?:[一-龥ぁ-んァ-ヶ]{1,6}[都道府県][一-龥ぁ-んァ-ヶ]{0,6}[市区町村]?|[一-龥ァ-ヶ]{1,6}[市町村]\b|[一-龥ァ-ヶ]{1,6}[市町村][)）])"
+    rf"(?:(?:北海道|東京都|京都府|大阪府|[一-龥]{{2,3}}県)(?:(?![のではがをとにも])[一-龥ぁ-んァ-ヶ]{{1,6}}?[市区町村])?|{_MUNICIPALITY})"
 )
-# "取組名 (福島県会津若松市)": how slides caption one regional example among several.
-PLACE_TAIL = re.compile(r"[（(][^()（）]*[都道府県市区町村][^()（）]*[)）]$")
+_BRACKET_TAIL = re.compile(r"[（(]([^()（）]*)[)）]$")
+
+
+def place_tail(text: str) -> bool:
+    """"取組名 (福島県会津若松市)": how slides caption one regional example among several."""
+    m = _BRACKET_TAIL.search(text)
+    return bool(m and PLACE.search(m.group(1)))
 _NUMBER = re.compile(r"\d")
 _LIST_REACH = 15  # lines read below a list's heading
 
@@ -40,10 +47,18 @@ def sentences(text: str) -> list[str]:
     return out
 
 
-def locate(text: str, sentence: str) -> tuple[list[str], int | None]:
-    """The page's lines, and the index of the line ``sentence`` stands in."""
+def locate(text: str, sentence: str, near: int = 0) -> tuple[list[str], int | None]:
+    """The page's lines, and the index of the line ``sentence`` stands in: the occurrence
+    at or after ``near`` (where its chunk starts), else the first."""
     lines = text.split("\n")
-    return lines, next((i for i, line in enumerate(lines) if sentence in line), None)
+    pos = find(text, sentence, near)
+    return lines, (None if pos < 0 else text.count("\n", 0, pos))
+
+
+def find(text: str, sentence: str, near: int = 0) -> int:
+    """Where ``sentence`` stands in ``text``: at or after ``near`` if it is there, else anywhere."""
+    pos = text.find(sentence, near)
+    return pos if pos >= 0 else text.find(sentence)
 
 
 def is_label(text: str) -> bool:
@@ -93,7 +108,7 @@ def places_below(lines: list[str], at: int | None, reach: int = 3) -> list[str]:
         return []
     out = []
     for line in lines[at + 1 : at + 1 + reach]:
-        if not PLACE_TAIL.search(line.strip()):
+        if not place_tail(line.strip()):
             break
         out.append(line.strip())
     return out
@@ -149,16 +164,16 @@ def list_items(lines: list[str], at: int | None, sentence: str) -> list[str]:
         pieces = sentences(line)
         # A line of slide boxes ("A ■ B ■ C") is several items; a bullet with sentences is one.
         for piece in pieces if INLINE_ITEM.search(line) else pieces[:1]:
-            if PLACE_TAIL.search(sentence) and PLACE_TAIL.search(piece):
+            if place_tail(sentence) and place_tail(piece):
                 return out  # another region's example, not an item of this one
             if piece != sentence:
                 out.append(piece)
     return out
 
 
-def sentences_after(text: str, sentence: str, n: int = 3) -> list[str]:
+def sentences_after(text: str, sentence: str, n: int = 3, near: int = 0) -> list[str]:
     """The next ``n`` sentences after ``sentence`` in ``text``, stopping at the next heading."""
-    at = text.find(sentence)
+    at = find(text, sentence, near)
     if at < 0:
         return []
     out: list[str] = []
@@ -167,7 +182,7 @@ def sentences_after(text: str, sentence: str, n: int = 3) -> list[str]:
         if out and (stripped.startswith(HEADING_OPEN) or (is_label(stripped) and not BULLET_START.match(stripped))):
             break
         for piece in sentences(line):
-            if PLACE_TAIL.search(sentence) and PLACE_TAIL.search(piece):
+            if place_tail(sentence) and place_tail(piece):
                 return out  # the next example of a list of "取組 (県市)" entries, not more about this one
             out.append(piece)
             if len(out) >= n:

@@ -109,6 +109,8 @@ class Pipeline:
             query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms)
         query_vector = self.embedder.embed_query_array(query.text)
         hits = self.retriever.search(query, k=k, sources=sources or None, query_vector=query_vector)
+        if self.settings.retrieval.sentence_rerank and self.retriever.reranker is None:
+            hits = self.offline.rerank(query.text, hits)
         t1 = time.perf_counter()
         if use_llm:
             answer = None

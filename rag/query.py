@@ -65,9 +65,26 @@ def synonym_groups(question: str) -> list[tuple[str, tuple[str, ...]]]:
     found: list[tuple[str, tuple[str, ...]]] = []
     for key, terms in _synonyms():
         # A shorter key inside a longer one already found (引越 in 引越し) adds nothing.
-        if key in question and not any(key in k for k, _ in found):
+        if _occurs(key, question) and not any(key in k for k, _ in found):
             found.append((key, terms))
     return found
+
+
+_KATAKANA = re.compile(r"[ァ-ヶー]")
+
+
+def _occurs(key: str, question: str) -> bool:
+    """``key`` in ``question`` as a word of its own: a katakana word is not the middle of a longer
+    one (ネット is not in ネットワーク, テスト not in コンテスト)."""
+    start = question.find(key)
+    while start >= 0:
+        end = start + len(key)
+        before_ok = start == 0 or not (_KATAKANA.match(key[0]) and _KATAKANA.match(question[start - 1]))
+        after_ok = end == len(question) or not (_KATAKANA.match(key[-1]) and _KATAKANA.match(question[end]))
+        if before_ok and after_ok:
+            return True
+        start = question.find(key, start + 1)
+    return False
 
 
 def expand_synonyms(question: str) -> list[str]:

@@ -7,6 +7,8 @@ embedded index can be swapped for a distributed one.  It is also a LangChain
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from collections.abc import Collection
 from typing import Any
 
@@ -20,6 +22,15 @@ from rag.embeddings import IndexEmbedder
 from rag.index import SearchIndex
 from rag.query import PreparedQuery, prepare
 from rag.schema import Hit
+
+
+_CONTENTS_LEADER = re.compile(r"[・.…‥·･]{4,}\s*\d")
+_CONTENTS_WEIGHT = 0.3
+
+
+def is_contents(text: str) -> bool:
+    """A table-of-contents chunk: entries joined to page numbers by dot leaders ("基本要件・・・・6")."""
+    return len(_CONTENTS_LEADER.findall(text)) >= 3
 
 
 class Reranker:
@@ -92,12 +103,15 @@ class HybridRetriever(BaseRetriever):
             fused[cid][2] = rank
             fused[cid][3] = score
         ranked = sorted(fused.items(), key=lambda kv: -kv[1][0])
-        keep = ranked[: max(k, 20) if self.reranker else k]
+        keep = ranked[: max(k, 20)]
         chunks = {c.id: c for c in index.get_chunks([cid for cid, _ in keep])}
         hits = [Hit(chunks[cid], v[0], v[1], v[2], v[3]) for cid, v in keep if cid in chunks]
+        # A table of contents names every topic of the document and answers none of them.
+        hits = [h if not is_contents(h.chunk.text) else dataclasses.replace(h, score=h.score * _CONTENTS_WEIGHT) for h in hits]
+        hits.sort(key=lambda h: -h.score)
         if self.reranker is not None:
-            hits = self.reranker.rerank(query.text, hits)[:k]
-        return hits
+            return self.reranker.rerank(query.text, hits)[:k]
+        return hits[:k]
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         return [

@@ -186,3 +186,31 @@ def test_the_answer_carries_what_the_question_asks_for(pipeline, question, needl
     for needle in needles:
         assert needle in answer.text, (needle, answer.text)
     assert len(answer.text) <= 400
+
+
+def test_sentences_reorder_the_pages(default_settings, embedder, pipeline):
+    # Fused ranking puts another KPI page first; the page whose sentence gives 95% / 97% is p.2.
+    from rag.pipeline import Pipeline
+
+    question = "スマホの5G電波が届く人口の割合は、2023年度と2025年度にそれぞれ何%を目指す？"
+    gold = ("digiden-sogo-senryaku-2023-2027.pdf", 2)
+    fused = Pipeline.load(default_settings.model_copy(update={"retrieval": default_settings.retrieval.model_copy(update={"sentence_rerank": False})}), embedder=embedder)
+    fused_pages = [(h.chunk.source, h.chunk.page) for h in fused.ask(question).hits]
+    reranked = pipeline.ask(question).hits
+    assert fused_pages[0] != gold and gold in fused_pages
+    assert (reranked[0].chunk.source, reranked[0].chunk.page) == gold
+    assert sorted(h.chunk.id for h in reranked) == sorted(h.chunk.id for h in fused.ask(question).hits)
+
+
+def test_lines_read_from_several_directions_are_quoted_once(pipeline):
+    answer = pipeline.ask("キャッシュレスのデジタル地域通貨の事例として挙がっている自治体は？")
+    body = [line.rstrip("[0123456789]") for line in answer.text.splitlines()]
+    assert len(body) == len(set(body)), answer.text
+
+
+def test_synonym_keys_are_words_not_parts_of_longer_katakana_words():
+    from rag.query import synonym_groups
+
+    assert synonym_groups("集落ネットワーク圏とは") == []
+    assert synonym_groups("ビジネスコンテストの支援は") == []
+    assert [k for k, _ in synonym_groups("ネットで申請できる？")] == ["ネット"]

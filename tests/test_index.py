@@ -8,7 +8,6 @@ import pytest
 
 from rag.config import Settings
 from rag.index import CURRENT, IncompatibleEmbedder, IndexIncompatible, IndexNotFound, LocalIndex
-from rag.pipeline import Pipeline
 
 
 def test_index_files_hold_no_pickle(default_settings):
@@ -112,3 +111,11 @@ def test_bm25_from_token_ids_scores_exactly_like_bm25s_own_token_path(default_se
         expected = reference.get_scores([t for t in tokens if t in reference.vocab_dict])
         actual = lean.get_scores([t for t in tokens if t in lean.vocab_dict])
         assert expected.max() > 0 and np.allclose(expected, actual)
+
+
+def test_a_table_of_contents_is_recognised_by_its_dot_leaders():
+    from rag.retrieve import is_contents
+
+    toc = "目次\nスケジュール・・・・・・・・2重要事項・・・・・・・・3補助上限額・補助率等・・・・・・5"
+    assert is_contents(toc)
+    assert not is_contents("補助率は2分の1です。中小企業は・・・要件を満たす場合2/3。")

@@ -1,13 +1,9 @@
-import json
 import os
-import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 
-from conftest import ROOT
 from pdfs import make_pdf
 from rag.config import Settings
 from rag.index import CURRENT, LocalIndex, read_manifest

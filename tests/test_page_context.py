@@ -74,3 +74,19 @@ def test_a_regional_example_is_not_continued_into_the_next_regions():
     # "取組 (県市)" followed by another "取組 (県市)" is a sibling, not more about the first.
     after = pc.sentences_after(SLIDE, "・スマートシティ AiCT (福島県会津若松市)")
     assert not any("高知" in s for s in after)
+
+
+def test_places_are_named_places_not_words_that_contain_a_prefecture_character():
+    found = lambda t: [m.group(0) for m in pc.PLACE.finditer(t)]  # noqa: E731
+    assert found("デジタル田園都市国家構想交付金") == []
+    assert found("各府省と国道の整備、全都道府県で") == []
+    assert found("横浜市では") == ["横浜市"] and found("(茨城県つくば市)") == ["茨城県つくば市"]
+    assert pc.place_tail("取組 (福島県会津若松市)") and pc.place_tail("(加賀市、茅野市、吉備中央町)")
+    assert not pc.place_tail("全国展開(1,741市区町村)") and not pc.place_tail("(都市部)")
+
+
+def test_a_sentence_is_located_where_its_chunk_is_not_where_it_first_appears():
+    page = "地域交通の再構築 ■ 過疎対策\n地域交通の再構築\n路線バスをデマンド交通に転換した。"
+    lines, at = pc.locate(page, "地域交通の再構築", near=page.index("\n") + 1)
+    assert at == 1
+    assert pc.sentences_after(page, "地域交通の再構築", near=page.index("\n") + 1) == ["路線バスをデマンド交通に転換した。"]
