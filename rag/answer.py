@@ -29,8 +29,8 @@ _YEAR = re.compile(r"(?<!\d)(20\d\d|19\d\d)(?!\d)")
 # What kind of number a question asks for, and how the documents write it.
 _EXPECTED_UNIT = (
     (re.compile(r"いくら|金額|予算|費用|運賃|報酬|上限額|単価|何円|何万円"), re.compile(r"\d\s*(?:万|億|千)?円")),
-    (re.compile(r"何%|何パーセント|割合|補助率|カバー率|[^効]率は"), re.compile(r"\d\s*%|\d割|分の|\d/\d")),
-    (re.compile(r"何人"), re.compile(r"\d\s*(?:万|千)?人")),
+    (re.compile(r"何%|何パーセント|割合|補助率|カバー率|(?<![効倍比])率は"), re.compile(r"\d\s*%|\d割|分の|\d/\d")),
+    (re.compile(r"何(?:万|千)?人"), re.compile(r"\d\s*(?:万|千)?人")),
     (re.compile(r"何団体"), re.compile(r"\d\s*団体")),
     (re.compile(r"何件|件数"), re.compile(r"\d\s*件")),
     (re.compile(r"何か所|何箇所|何カ所"), re.compile(r"\d\s*(?:か所|箇所|カ所|ヶ所)")),

@@ -214,3 +214,15 @@ def test_synonym_keys_are_words_not_parts_of_longer_katakana_words():
     assert synonym_groups("集落ネットワーク圏とは") == []
     assert synonym_groups("ビジネスコンテストの支援は") == []
     assert [k for k, _ in synonym_groups("ネットで申請できる？")] == ["ネット"]
+
+
+def test_the_kind_of_number_is_read_from_the_question():
+    from rag.answer import _Asks
+
+    def wants(question, text):
+        return any(u.search(text) for u in _Asks.of(question).units)
+
+    assert wants("補助率は？", "補助率は2/3") and not wants("補助率は？", "補助の対象は中小企業")
+    assert _Asks.of("応募の倍率は？").units == ()  # 倍率 is a ratio like 3倍, not a percentage
+    assert wants("何万人を目指す？", "5万人(2027年度まで)")
+    assert wants("上限額はいくら？", "上限 50万円")
