@@ -22,7 +22,7 @@ from rag.tokenize import char_ngrams, content_words
 #: The one phrase used whenever the documents do not answer (tests and the LLM prompt use it too).
 ABSTENTION = "資料中に該当する記載が見つかりませんでした。"
 
-_NUMBER = re.compile(r"\d")
+_NUMBER = pc.NUMBER
 _YEAR_Q = re.compile(r"いつ|何年|何月|時期|期限|期間|まで[にの]?$|年度")
 _AMOUNT_Q = re.compile(r"何|いくら|幾ら|どれくらい|どのくらい|どの程度|割合|率|数|目標|KPI|規模|上限|金額")
 _YEAR = re.compile(r"(?<!\d)(20\d\d|19\d\d)(?!\d)")
@@ -41,7 +41,7 @@ _GOAL = re.compile(r"までに|まで[)）]|目標|目指")
 _ANAPHORA = re.compile(r"(?:この|その|これらの?|それらの?|こうした|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)")
 _LIST_Q = re.compile(r"挙げ|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
 # A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
-_PREFECTURE = re.compile(r"(?:北海道|東京都|京都府|大阪府|[一-龥]{2,3}県)(?:[一-龥]{1,4}?[市区町村])?")
+_PREFECTURE = re.compile(rf"{pc.PREFECTURE}(?:[一-龥]{{1,4}}?[市区町村])?")
 _NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
 _NAME = re.compile(r"「[^」]{2,}」|[ァ-ヶー]{4,}|[A-Za-z]{3,}")
 _UNITS = ("団体", "%", "人", "校", "地域", "か所", "箇所", "都市", "円", "件", "市区町村", "事業者", "拠点", "社", "万", "億", "倍", "割")
@@ -116,7 +116,7 @@ def _words(text: str) -> frozenset[str]:
 
 
 @functools.lru_cache(maxsize=8192)
-def _bigrams(text: str) -> frozenset[str]:
+def char_bigrams(text: str) -> frozenset[str]:
     return frozenset(t for t in char_ngrams(text) if len(t) == 2)
 
 
@@ -191,10 +191,9 @@ class OfflineAnswerer:
         matches the words of every question but has no sentence that answers any.
         """
         terms = key_terms(question)
-        head = hits
-        if not terms or len(head) < 2:
+        if not terms or len(hits) < 2:
             return hits
-        candidates = self._candidates(head)
+        candidates = self._candidates(hits)
         if not candidates:
             return hits
         asks = _Asks.of(question)
@@ -203,8 +202,8 @@ class OfflineAnswerer:
         best: dict[str, float] = {}
         for c in candidates:
             best[c.hit.chunk.id] = max(best.get(c.hit.chunk.id, 0.0), c.score)
-        order = sorted(range(len(head)), key=lambda i: -(best.get(head[i].chunk.id, 0.0) + _RANK_PRIOR / (1 + i)))
-        return [head[i] for i in order]
+        order = sorted(range(len(hits)), key=lambda i: -(best.get(hits[i].chunk.id, 0.0) + _RANK_PRIOR / (1 + i)))
+        return [hits[i] for i in order]
 
     def _candidates(self, hits: list[Hit]) -> list[_Candidate]:
         seen: set[str] = set()
@@ -221,7 +220,7 @@ class OfflineAnswerer:
                     if text in seen:
                         continue
                     seen.add(text)
-                    out.append(_Candidate(rank, hit, text, _words(text), _bigrams(text)))
+                    out.append(_Candidate(rank, hit, text, _words(text), char_bigrams(text)))
         return out
 
     @staticmethod
@@ -230,7 +229,7 @@ class OfflineAnswerer:
     ) -> None:
         """Lexical evidence (question terms covered, character overlap) and a ranking score that
         also rewards what the question asks for: a number, the year, a place, a name, a target."""
-        q_bigrams = _bigrams("".join(terms))
+        q_bigrams = char_bigrams("".join(terms))
         total = sum(weights.values()) or 1.0
         heading_terms_of: dict[str, set[str]] = {}
         for c in candidates:
@@ -312,7 +311,8 @@ class OfflineAnswerer:
                 break
             chosen.append(best.neighbour(item))
         # Lines read from several directions can meet: quote each once.
-        return [c for i, c in enumerate(chosen) if c.text not in {x.text for x in chosen[:i]}]
+        seen: set[str] = set()
+        return [c for c in chosen if not (c.text in seen or seen.add(c.text))]
 
     def _add_support(
         self,

@@ -61,8 +61,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     finally:
         if bar:
             bar.close()
-    if report.reason and report.rebuilt:
-        print(f"索引を作り直しました: {report.reason}")
+    if report.rebuilt_because:
+        print(f"索引を作り直しました: {report.rebuilt_because}")
     for f in report.files:
         if f.status == "failed":
             print(f"✗ {f.error}", file=sys.stderr)

@@ -15,7 +15,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from rag.answer import OfflineAnswerer
 from rag.normalize import comparable
 from rag.schema import Answer
 
@@ -228,14 +227,13 @@ def _compact(summary: dict) -> dict:
 def run_baselines(pipeline, items: Sequence[QAItem], k: int = 10) -> dict:
     """Same questions, same machine, same run: what simpler systems achieve."""
     out: dict[str, dict] = {}
-    answerer = OfflineAnswerer(pipeline.settings.answer, pipeline.embedder)
     titles = pipeline.titles()
     for mode, name in (("sparse", "bm25_only"), ("dense", "dense_only")):
         rows = []
         for item in items:
             t0 = time.perf_counter()
             hits = pipeline.retriever.search(item.question, k=k, mode=mode)
-            answer = answerer.answer(item.question, hits, titles, pipeline._page_text)
+            answer = pipeline.offline.answer(item.question, hits, titles, pipeline.page_text)
             rows.append(judge(item, answer, [(h.chunk.source, h.chunk.page) for h in hits], (time.perf_counter() - t0) * 1000))
         out[name] = _compact(summarise(rows, k))
     out.update(_vanilla_langchain(pipeline, items))

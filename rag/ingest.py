@@ -42,6 +42,14 @@ class IngestReport:
         return any(f.status in ("added", "updated", "removed") for f in self.files)
 
     @property
+    def rebuilt_because(self) -> str | None:
+        """Why the index was rebuilt; None when it was not (also when a rebuild was abandoned)."""
+        return self.reason if self.rebuilt else None
+
+    def count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+    @property
     def failed(self) -> list[FileResult]:
         return [f for f in self.files if f.status == "failed"]
 
@@ -160,11 +168,17 @@ def ingest(
                 report = _apply(plan, settings, files, hashes, embedder, progress)
                 report.files.sort(key=lambda f: f.source)
                 return report
-    report = IngestReport()
-    for source in sorted(files):
-        info = plan.old_sources[source]
-        report.files.append(FileResult(source, "unchanged", info["pages"], info["chunks"], info.get("problems", [])))
-    return report
+    return IngestReport(files=_unchanged(plan, files))
+
+
+def _unchanged(plan: _Plan, files: dict[str, Path]) -> list[FileResult]:
+    """The files the plan leaves as they are, as the index describes them."""
+    return [
+        FileResult(source, "unchanged", info["pages"], info["chunks"], info.get("problems", []))
+        for source in sorted(files)
+        if source not in plan.to_load
+        for info in [plan.old_sources[source]]
+    ]
 
 
 def _apply(
@@ -176,12 +190,8 @@ def _apply(
     progress: ProgressFn | None,
 ) -> IngestReport:
     index_dir = Path(settings.index_dir)
-    report = IngestReport(rebuilt=plan.full and plan.existing is not None, reason=plan.reason)
+    report = IngestReport(files=_unchanged(plan, files), rebuilt=plan.full and plan.existing is not None, reason=plan.reason)
     old_sources = plan.old_sources
-    for source in sorted(files):
-        if source not in plan.to_load:
-            info = old_sources[source]
-            report.files.append(FileResult(source, "unchanged", info["pages"], info["chunks"], info.get("problems", [])))
     embedder = embedder or load_embedder(settings.embedder)
     hnsw = (settings.index.exact_search_max_chunks, settings.index.hnsw_m, settings.index.hnsw_ef_search)
     if plan.full:
@@ -191,7 +201,6 @@ def _apply(
     for source in plan.removed:
         index.delete_source(source)
         report.files.append(FileResult(source, "removed"))
-    loaded = 0
     for n, source in enumerate(plan.to_load):
         if progress:
             progress(Progress(n, len(plan.to_load), source, "load"))
@@ -208,7 +217,6 @@ def _apply(
         info = SourceInfo(source, hashes[source], doc.title, doc.page_count, len(chunks), tuple(doc.problems))
         index.add_source(info, doc.pages, chunks, vectors)
         report.files.append(FileResult(source, status, doc.page_count, len(chunks), list(doc.problems)))
-        loaded += 1
     if progress:
         progress(Progress(len(plan.to_load), len(plan.to_load), "", "write"))
     previously = set(plan.existing.sources) if plan.existing is not None else set()

@@ -8,6 +8,7 @@ offline answerer with a visible note, so the product keeps answering.
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import time
@@ -23,12 +24,12 @@ from langchain_core.language_models import BaseChatModel
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import SecretStr
 
-from rag.answer import ABSTENTION, OfflineAnswerer
+from rag import page_context
+from rag.answer import ABSTENTION, OfflineAnswerer, char_bigrams
 from rag.config import PROJECT_ROOT, LLMSettings
 from rag.normalize import SENTENCE_END
 from rag.query import QuestionError, resolve_followup, validate_question
 from rag.schema import Answer, Citation, Hit
-from rag.tokenize import char_ngrams
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,6 @@ _TRAILING_MARKERS = re.compile(rf"(?:{_MARKER.pattern}|\s)+$")
 _DOC_BRACKET_NUMBER = re.compile(r"[\[［](\d+)[\]］]")
 # Angle brackets of any width become 〈〉 so no text can open or close the <資料> block.
 _ANGLES = str.maketrans({"<": "〈", ">": "〉", "＜": "〈", "＞": "〉", "﹤": "〈", "﹥": "〉"})
-_SENTENCE = re.compile(rf"[^{SENTENCE_END}]*[{SENTENCE_END}]+[」』）)]*|[^{SENTENCE_END}]+$")
 _THINK_OPEN, _THINK_CLOSE = "<think>", "</think>"
 _THINK_BLOCK = re.compile(r"<think>.*?</think>", re.S)
 _CONDENSE_LABEL = re.compile(r"^(?:書き換えた質問|質問|独立した質問)\s*[:：]\s*")
@@ -121,15 +121,6 @@ def format_context(hits: list[Hit], titles: dict[str, str]) -> str:
 # ------------------------------------------------------------------ checking the answer
 
 
-def _bigrams(text: str) -> set[str]:
-    return {t for t in char_ngrams(text) if len(t) == 2}
-
-
-def _sentences(text: str) -> list[str]:
-    out = [m.group(0).strip() for line in text.split("\n") for m in _SENTENCE.finditer(line)]
-    return [s for s in out if len(s) >= 4]
-
-
 def _carrying_sentence(text: str, marker_start: int) -> str:
     """The answer sentence a marker belongs to; a marker after the full stop cites the sentence before it."""
     before = _TRAILING_MARKERS.sub("", text[:marker_start])
@@ -138,9 +129,9 @@ def _carrying_sentence(text: str, marker_start: int) -> str:
 
 
 def _best_quote(chunk_text: str, sentence: str) -> str:
-    candidates = _sentences(chunk_text) or [chunk_text.strip()]
-    target = _bigrams(sentence)
-    best = max(range(len(candidates)), key=lambda i: (len(target & _bigrams(candidates[i])), -i))
+    candidates = page_context.sentences(chunk_text, boxes=False) or [chunk_text.strip()]
+    target = char_bigrams(sentence)
+    best = max(range(len(candidates)), key=lambda i: (len(target & char_bigrams(candidates[i])), -i))
     return candidates[best]
 
 
@@ -292,17 +283,25 @@ class LLMAnswerer:
         return [SystemMessage(self.system_prompt), HumanMessage(user)]
 
     def stream(
-        self, question: str, hits: list[Hit], titles: dict[str, str], page_text: Callable[[str, int], str | None] | None = None
+        self,
+        question: str,
+        hits: list[Hit],
+        titles: dict[str, str],
+        page_text: Callable[[str, int], str | None] | None = None,
+        query_vector=None,
     ) -> Iterator[str | Answer]:
-        """``page_text`` is handed to the offline answerer when the LLM fails, so the fallback is the usual offline answer."""
-        self._page_text = page_text
-        """Yield answer text as it arrives, then exactly one final :class:`Answer`."""
+        """Yield answer text as it arrives, then exactly one final :class:`Answer`.
+
+        ``page_text`` and ``query_vector`` go to the offline answerer when the LLM fails,
+        so the fallback is the usual offline answer, without embedding the question again.
+        """
+        fallback = functools.partial(self._fallback, question, hits, titles, page_text, query_vector)
         context = hits[: self.context_hits]
         if not context:  # nothing to ground an answer on; the model could only guess
             yield self._abstain(question, hits, titles, [])
             return
         if (failure := self._recent_outage()) is not None:
-            yield self._fallback(question, hits, titles, failure)
+            yield fallback(failure)
             return
         visible = _Visible()
         try:
@@ -310,12 +309,12 @@ class LLMAnswerer:
                 if piece := visible.feed(chunk.text):
                     yield piece
         except Exception as exc:  # noqa: BLE001 - any failure of the optional model degrades to offline
-            yield self._fallback(question, hits, titles, self._record(exc))
+            yield fallback(self._record(exc))
             return
         self._outage = None
         if tail := visible.finish():
             yield tail
-        yield self._finish(question, visible.text, context, hits, titles)
+        yield self._finish(question, visible.text, context, hits, titles, fallback)
 
     def condense(self, question: str, history: list[str]) -> str:
         """A follow-up rewritten as a standalone question; the rule-based rewrite if the model fails."""
@@ -338,9 +337,11 @@ class LLMAnswerer:
 
     # -- helpers
 
-    def _finish(self, question: str, text: str, context: list[Hit], hits: list[Hit], titles: dict[str, str]) -> Answer:
+    def _finish(
+        self, question: str, text: str, context: list[Hit], hits: list[Hit], titles: dict[str, str], fallback: Callable[[Failure], Answer]
+    ) -> Answer:
         if not text.strip():
-            return self._fallback(question, hits, titles, Failure("LLMの回答が空でした", "refused"))
+            return fallback(Failure("LLMの回答が空でした", "refused"))
         body, citations, notes = check_citations(text, context, titles)
         found = not is_abstention(body)
         if not found and not citations:
@@ -359,8 +360,10 @@ class LLMAnswerer:
         answer.notes.extend(notes)
         return answer
 
-    def _fallback(self, question: str, hits: list[Hit], titles: dict[str, str], failure: Failure) -> Answer:
-        answer = self.offline.answer(question, hits, titles, getattr(self, "_page_text", None))
+    def _fallback(
+        self, question: str, hits: list[Hit], titles: dict[str, str], page_text, query_vector, failure: Failure
+    ) -> Answer:
+        answer = self.offline.answer(question, hits, titles, page_text, query_vector)
         answer.mode = "offline"
         answer.notes.append(failure.note())
         return answer

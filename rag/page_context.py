@@ -17,12 +17,13 @@ from rag.normalize import BULLET_START
 # Slides flattened into one line keep their boxes apart with these marks: each box is its own item.
 INLINE_ITEM = re.compile(r"\s*[■□◆◇●]\s*")
 HEADING_OPEN = ("<", "＜", "【", "[", "〈", "《")
+PREFECTURE = r"(?:北海道|東京都|京都府|大阪府|[一-龥]{2,3}県)"
 # A named place: a prefecture (with its municipality), or a municipality standing as a word
 # ("加賀市、", "横浜市では").  Not 都道府県・市区町村, not 各府省 or 国道 or …国家構想.
 _MUNICIPALITY = r"[一-龥ァ-ヶ]{1,6}?[市区町村](?=[、。・,)）\s]|では|でも|の|は|が|に|を|と|や|$)"
 PLACE = re.compile(
     r"(?<![一-龥])(?!都道府県|市区町村|市町村)"
-    rf"(?:(?:北海道|東京都|京都府|大阪府|[一-龥]{{2,3}}県)(?:(?![のではがをとにも])[一-龥ぁ-んァ-ヶ]{{1,6}}?[市区町村])?|{_MUNICIPALITY})"
+    rf"(?:{PREFECTURE}(?:(?![のではがをとにも])[一-龥ぁ-んァ-ヶ]{{1,6}}?[市区町村])?|{_MUNICIPALITY})"
 )
 _BRACKET_TAIL = re.compile(r"[（(]([^()（）]*)[)）]$")
 
@@ -31,16 +32,16 @@ def place_tail(text: str) -> bool:
     """"取組名 (福島県会津若松市)": how slides caption one regional example among several."""
     m = _BRACKET_TAIL.search(text)
     return bool(m and PLACE.search(m.group(1)))
-_NUMBER = re.compile(r"\d")
+NUMBER = re.compile(r"\d")
 _LIST_REACH = 15  # lines read below a list's heading
 
 
-def sentences(text: str) -> list[str]:
-    """The quotable units of a text: sentences, and each box of a flattened slide line."""
+def sentences(text: str, boxes: bool = True) -> list[str]:
+    """The quotable units of a text: sentences, and (``boxes``) each box of a flattened slide line."""
     out = []
     for line in text.split("\n"):
         for m in _SENTENCE.finditer(line):
-            for s in INLINE_ITEM.split(m.group(0)):
+            for s in INLINE_ITEM.split(m.group(0)) if boxes else [m.group(0)]:
                 s = s.strip()
                 if len(s) >= 4:
                     out.append(s)
@@ -121,8 +122,8 @@ def figure_below(lines: list[str], at: int | None, sentence: str) -> str | None:
         return None
     after = lines[at + 1].strip()
     baseline = after.startswith(("(", "（")) and len(after) <= 80
-    detail = not _NUMBER.search(sentence) and len(after) <= 160
-    return after if (baseline or detail) and _NUMBER.search(after) and after != sentence else None
+    detail = not NUMBER.search(sentence) and len(after) <= 160
+    return after if (baseline or detail) and NUMBER.search(after) and after != sentence else None
 
 
 def introduces_list(lines: list[str], at: int | None, sentence: str) -> bool:

@@ -57,7 +57,8 @@ class Pipeline:
     def titles(self) -> dict[str, str]:
         return self._titles
 
-    def _page_text(self, source: str, page: int) -> str | None:
+    def page_text(self, source: str, page: int) -> str | None:
+        """A page's text from the index (the answerers read past their chunk with it)."""
         found = self.index.get_page(source, page)
         return found.text if found else None
 
@@ -114,13 +115,13 @@ class Pipeline:
         t1 = time.perf_counter()
         if use_llm:
             answer = None
-            for item in self.llm.stream(query.text, hits, self._titles, self._page_text):
+            for item in self.llm.stream(query.text, hits, self._titles, self.page_text, query_vector):
                 if isinstance(item, Answer):
                     answer = item
                 else:
                     yield item
         else:
-            answer = self.offline.answer(query.text, hits, self._titles, self._page_text, query_vector)
+            answer = self.offline.answer(query.text, hits, self._titles, self.page_text, query_vector)
         t2 = time.perf_counter()
         answer.question = question
         answer.standalone_question = query.text if query.text != validate_question(question) else None

@@ -152,8 +152,7 @@ def answer_html(text: str) -> str:
     for line in (text or "").splitlines():
         if not line.strip():
             continue
-        escaped = html.escape(line, quote=True).replace("$", "&#36;")
-        lines.append(_MARKER.sub(r'<sup class="rag-cite">[\1]</sup>', escaped))
+        lines.append(_MARKER.sub(r'<sup class="rag-cite">[\1]</sup>', escape_text(line)))
     return "<br>".join(lines)
 
 

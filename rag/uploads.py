@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 from rag.ingest import sha256_file
-from rag.loaders import DocumentError, LoadedDocument, load_document
+from rag.loaders import DocumentError, LoadedDocument, iter_corpus, load_document
 
 PDF_SIGNATURE = b"%PDF-"
 # Leave room under the usual 255-byte file name limit for " (999)" and ".pdf",
@@ -196,9 +196,8 @@ def _claim_name(tmp: Path, corpus: Path, filename: str) -> Path:
 
 def _existing_copy(corpus: Path, size: int, digest: str) -> Path | None:
     """A file already in the corpus with exactly these bytes (size first, so only candidates are hashed)."""
-    for path in sorted(corpus.rglob("*")):
-        rel = path.relative_to(corpus)
-        if any(part.startswith(".") for part in rel.parts) or not path.is_file() or path.is_symlink():
+    for path, _ in iter_corpus(corpus):
+        if path.is_symlink():
             continue
         try:
             if path.stat().st_size != size:

@@ -305,12 +305,10 @@ def run_ingest(s: Settings, *, rebuild: bool = False, label: str = "索引を更
 def describe_report(report: IngestReport) -> list[tuple[str, str]]:
     """(level, Japanese message) lines for an ingest report; level is success/info/warning/error."""
     out: list[tuple[str, str]] = []
-    counts = {k: sum(f.status == k for f in report.files) for k in ("added", "updated", "removed")}
-    if report.reason:
-        out.append(("info", f"索引を作り直しました（{report.reason}）。"))
-    changed = [f"追加 {counts['added']}件"] * bool(counts["added"]) + [f"更新 {counts['updated']}件"] * bool(
-        counts["updated"]
-    ) + [f"削除 {counts['removed']}件"] * bool(counts["removed"])
+    if report.rebuilt_because:
+        out.append(("info", f"索引を作り直しました（{report.rebuilt_because}）。"))
+    labels = {"added": "追加", "updated": "更新", "removed": "削除"}
+    changed = [f"{label} {n}件" for status, label in labels.items() if (n := report.count(status))]
     if changed:
         out.append(("success", f"索引を更新しました（{'・'.join(changed)}）。"))
     elif not report.failed and not report.reason:
@@ -401,5 +399,5 @@ def _schemes(index_dir: str, version: str, _p: Pipeline) -> list:
 
 def schemes(p: Pipeline) -> list:
     """Schemes found in the live index, computed once per index version."""
-    s = settings()
-    return _schemes(str(Path(s.index_dir).resolve()), index_version(s) or "", p)
+    # Keyed by the version this pipeline holds, not a fresh read of CURRENT, which may already be newer.
+    return _schemes(str(p.index.index_dir.resolve()), p.index.version_dir.name if p.index.version_dir else "", p)
