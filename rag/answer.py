@@ -64,6 +64,8 @@ class _Candidate:
     hit: Hit
     text: str  # the sentence as it stands in the page
     terms: frozenset[str] = frozenset()
+    # Words of the document's title and cover: what every sentence of it is about.
+    topic: frozenset[str] = frozenset()
     bigrams: frozenset[str] = frozenset()
     score: float = 0.0
     evidence: float = 0.0
@@ -73,7 +75,7 @@ class _Candidate:
 
     def neighbour(self, text: str) -> _Candidate:
         """A line read around this one on its page, quoted under the same citation."""
-        return _Candidate(self.hit_rank, self.hit, text)
+        return _Candidate(self.hit_rank, self.hit, text, topic=self.topic)
 
 
 @dataclass(frozen=True)
@@ -140,11 +142,24 @@ def _trim(sentence: str, terms: list[str], budget: int, focus: list[re.Pattern] 
 
 
 class OfflineAnswerer:
-    def __init__(self, settings: AnswerSettings | None = None, embedder=None):
+    def __init__(
+        self,
+        settings: AnswerSettings | None = None,
+        embedder=None,
+        topic: Callable[[str], frozenset[str]] | None = None,
+    ):
         """``embedder`` (an :class:`rag.embeddings.IndexEmbedder`) adds sentence-level dense similarity,
-        which catches paraphrases that share no words with the question."""
+        which catches paraphrases that share no words with the question.
+
+        ``topic(source)``: the words of a document's title and cover.  A question names
+        the document it is about (「ものづくり補助金の…」); that name identifies the
+        document, not the sentence, so every sentence of the document counts as
+        having it.  Otherwise the cover and the notices that repeat the name outscore
+        the sentence that answers.
+        """
         self.settings = settings or AnswerSettings()
         self.embedder = embedder
+        self.topic = topic
 
     def answer(
         self,
@@ -173,7 +188,8 @@ class OfflineAnswerer:
             candidates.sort(key=lambda c: -c.score)
         for c in candidates:
             c.evidence *= c.mismatch
-        best = candidates[0]
+        # A list question reads on from a caption to its items (_read_around); any other is answered by a statement.
+        best = candidates[0] if asks.list else _statement_over_caption(candidates)
         if best.evidence < self.settings.min_evidence:
             abstained = self.abstain(question, hits, titles)
             abstained.evidence = best.evidence
@@ -209,6 +225,7 @@ class OfflineAnswerer:
         seen: set[str] = set()
         out: list[_Candidate] = []
         for rank, hit in enumerate(hits):
+            topic = self.topic(hit.chunk.source) if self.topic else frozenset()
             previous = None
             for sentence in pc.sentences(hit.chunk.text):
                 texts = [sentence]
@@ -220,7 +237,7 @@ class OfflineAnswerer:
                     if text in seen:
                         continue
                     seen.add(text)
-                    out.append(_Candidate(rank, hit, text, _words(text), char_bigrams(text)))
+                    out.append(_Candidate(rank, hit, text, _words(text), topic, char_bigrams(text)))
         return out
 
     @staticmethod
@@ -239,7 +256,7 @@ class OfflineAnswerer:
             heading_terms = heading_terms_of[heading]
             covered = 0.0
             for t, w in weights.items():
-                if alternatives[t] & c.terms:
+                if alternatives[t] & (c.terms | c.topic):
                     covered += w
                 elif alternatives[t] & heading_terms:
                     covered += 0.5 * w
@@ -287,7 +304,12 @@ class OfflineAnswerer:
         lines, at = pc.locate(text, best.text, near)
         budget = self.settings.max_chars + 60
         chosen = [best]
-        if asks.place and not pc.PLACE.search(best.text):
+        if asks.places and not any(p in best.text for p in asks.places):
+            # "北海道更別村では誰が…？" answered by a box's description: the box is captioned with the place.
+            above = pc.place_caption(lines, at)
+            if above and any(p in above[0] for p in asks.places):
+                chosen = [best.neighbour(line) for line in above] + chosen
+        elif asks.place and not pc.PLACE.search(best.text):
             # "どこ？" answered by an example's description: its place is in the caption above it,
             # or in the examples listed under it.
             above = pc.place_caption(lines, at)
@@ -418,6 +440,24 @@ class OfflineAnswerer:
             if len(near) == 3:
                 break
         return Answer(question=question, text=ABSTENTION, found=False, citations=near, hits=hits)
+
+
+def _statement_over_caption(candidates: list[_Candidate]) -> _Candidate:
+    """The best candidate, unless it is a caption and a sentence on its page says the same and more.
+
+    A figure's caption (「学校部活動の地域連携・地域移行」) repeats the question's words
+    more densely than the sentence that explains them, but names a topic, not an answer.
+    """
+    best = candidates[0]
+    if not pc.is_label(best.text) or best.text.startswith(pc.HEADING_OPEN) or _NUMBER.search(best.text):
+        return best
+    page = (best.hit.chunk.source, best.hit.chunk.page)
+    for c in candidates[1:]:
+        if c.score < 0.85 * best.score:
+            break
+        if (c.hit.chunk.source, c.hit.chunk.page) == page and not pc.is_label(c.text) and best.terms <= c.terms:
+            return c
+    return best
 
 
 def _length(chosen: list[_Candidate]) -> int:

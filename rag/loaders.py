@@ -47,9 +47,12 @@ class Loader(Protocol):
     def load(self, path: Path, source: str) -> LoadedDocument: ...
 
 
-def make_page(source: str, number: int, raw: str, label: str | None = None) -> Page | None:
-    """Normalise one page's raw text; ``None`` for a page with no text."""
-    lines, printed = normalize_lines(raw, number)
+def make_page(source: str, number: int, raw: str, label: str | None = None, *, laid_out: bool = False) -> Page | None:
+    """Normalise one page's raw text; ``None`` for a page with no text.
+
+    ``laid_out``: the text comes from the layout extractor (see :func:`rag.normalize.normalize_lines`).
+    """
+    lines, printed = normalize_lines(raw, number, laid_out=laid_out)
     if not lines:
         return None
     heading = lines[0][:80]
@@ -88,12 +91,12 @@ class PdfLoader:
             ) from None
 
         doc = LoadedDocument(source=source, title=title, page_count=page_count)
-        for number, raw, printed, error in _pdf_page_texts(path, reader, page_count):
+        for number, raw, printed, laid_out, error in _pdf_page_texts(path, reader, page_count):
             if error is not None:
                 doc.problems.append(f"p.{number}: 文字を取り出せません（{error}）")
                 continue
             # /PageLabels is what the author declared; a number printed on the page comes second.
-            made = make_page(source, number, raw, labels.get(number) or printed)
+            made = make_page(source, number, raw, labels.get(number) or printed, laid_out=laid_out)
             if made is None:
                 doc.problems.append(f"p.{number}: {NO_TEXT_PAGE}")
                 continue
@@ -105,8 +108,8 @@ class PdfLoader:
         return doc
 
 
-def _pdf_page_texts(path: Path, reader, page_count: int) -> Iterator[tuple[int, str, str | None, str | None]]:
-    """(page number, raw text, printed label, error) for each page, one page at a time.
+def _pdf_page_texts(path: Path, reader, page_count: int) -> Iterator[tuple[int, str, str | None, bool, str | None]]:
+    """(page number, raw text, printed label, laid out by pdfium, error) for each page, one page at a time.
 
     pdfium's positioned characters give reading order, one copy of overprinted
     headings and joined vertical text (:mod:`rag.pdf_text`); pypdf is the fallback
@@ -121,21 +124,21 @@ def _pdf_page_texts(path: Path, reader, page_count: int) -> Iterator[tuple[int, 
             if isinstance(result, Exception):
                 yield _pypdf_page_text(reader, done)
             else:
-                yield done, result.text, result.label, None
+                yield done, result.text, result.label, True, None
     except PdfTextError:
         pass
     for number in range(done + 1, page_count + 1):
         yield _pypdf_page_text(reader, number)
 
 
-def _pypdf_page_text(reader, number: int) -> tuple[int, str, str | None, str | None]:
+def _pypdf_page_text(reader, number: int) -> tuple[int, str, str | None, bool, str | None]:
     try:
         raw = reader.pages[number - 1].extract_text() or ""
     except Exception as exc:  # pypdf raises many types on damaged content streams
-        return number, "", None, type(exc).__name__
+        return number, "", None, False, type(exc).__name__
     # pypdf repeats overprinted (bold) headings and gives vertical text one character per line.
     lines = join_vertical_runs(collapse_repeated_lines([collapse_overprint(line) for line in raw.splitlines()]))
-    return number, "\n".join(lines), None, None
+    return number, "\n".join(lines), None, False, None
 
 
 def _try_empty_password(reader) -> bool:

@@ -43,6 +43,8 @@ _CJK_PUNCT = r"\u3001-\u3003\u3008-\u301f\u30fb\uff01-\uff0f\uff1a-\uff20"
 _JA = _CJK + _CJK_PUNCT
 # Three or more "character + single space" in a row: letter-spaced (Word, justified) text.
 _SPACED_RUN = re.compile(rf"(?:[{_JA}0-9A-Za-z] ){{2,}}[{_JA}0-9A-Za-z]")
+# Letter-spacing so wide that each character stands in a cell of its own (a spread-out title).
+_SPACED_CELLS = re.compile(rf"(?:[{_JA}]\t){{2,}}[{_JA}]")
 # A single space between two Japanese characters carries no meaning in Japanese prose.
 _SPACE_BETWEEN_JA = re.compile(rf"(?<=[{_JA}]) (?=[{_JA}])")
 
@@ -70,14 +72,24 @@ def normalize_chars(text: str) -> str:
     return text
 
 
+def starts_item(line: str) -> bool:
+    """The line opens a new item (a bullet, a number, a bracketed label) rather than continuing a sentence."""
+    head = normalize_chars(line[:4]).lstrip()
+    return bool(_BULLET_LINE.match(head) or BULLET_START.match(head))
+
+
 def _tidy_line(line: str) -> str:
     line = _BULLET_LINE.sub("・", line) if _BULLET_LINE.match(line) else line
     line = _PRIVATE_USE.sub("", line)
-    line = line.replace("\t", " ").replace("\u3000", " ")
+    # A tab is a cell boundary the layout extractor measured (rag.pdf_text): it
+    # survives as a space where a plain space between Japanese characters does not.
+    line = line.replace("\u3000", " ")
+    line = re.sub(r" *\t[ \t]*", "\t", line)
     line = re.sub(r" {2,}", " ", line).strip()
+    line = _SPACED_CELLS.sub(lambda m: m.group(0).replace("\t", ""), line)
     line = _SPACED_RUN.sub(lambda m: m.group(0).replace(" ", ""), line)
     line = _SPACE_BETWEEN_JA.sub("", line)
-    return line.replace("**", "")
+    return line.replace("\t", " ").replace("**", "")
 
 
 def _width(line: str) -> float:
@@ -115,11 +127,18 @@ def split_page_number(lines: list[str], page_index: int | None = None) -> tuple[
     return lines, label
 
 
-def normalize_lines(raw: str, page_index: int | None = None) -> tuple[list[str], str | None]:
-    """Normalise a page into cleaned lines and the printed page label (if any)."""
+def normalize_lines(raw: str, page_index: int | None = None, *, laid_out: bool = False) -> tuple[list[str], str | None]:
+    """Normalise a page into cleaned lines and the printed page label (if any).
+
+    ``laid_out`` text comes from :mod:`rag.pdf_text`, which has already joined
+    wrapped lines and removed the page number from the geometry; guessing both
+    again from the text would glue a slide's separate items together.
+    """
     text = normalize_chars(raw)
     lines = [_tidy_line(line) for line in text.splitlines()]
     lines = [line for line in lines if line]
+    if laid_out:
+        return lines, None
     lines, label = split_page_number(lines, page_index)
     if not lines:
         return [], label

@@ -19,7 +19,16 @@ characters and their boxes instead:
    row by row), the band has text on one side only (a title above columns, a
    box under a timeline), or it separates the rows of a grid of panels;
 4. a number standing alone in the top or bottom margin is returned as the
-   printed page label instead of being part of the text.
+   printed page label instead of being part of the text;
+5. a line that fills its block to the right edge and goes on directly below,
+   aligned, in the same size, is one paragraph with the next line: it becomes one
+   line of text.  Everything else keeps its own line, so the short items of a
+   slide, a flow chart or a table never run into each other (guessing from the
+   text alone, as for pypdf's output, cannot tell them apart).
+
+Cells of one row are separated by a tab (a gap of more than a character's width),
+so that normalisation can keep them apart while it removes the meaningless spaces
+inside Japanese text.
 
 The content-stream order is used as evidence where geometry is ambiguous: a
 producer writes a table row by row, two columns one after the other, and the
@@ -43,7 +52,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.normalize import collapse_overprint
+from rag.normalize import collapse_overprint, starts_item
 
 __all__ = ["PageText", "PdfTextError", "iter_page_texts", "page_text"]
 
@@ -55,7 +64,7 @@ class PdfTextError(Exception):
 @dataclass(frozen=True, slots=True)
 class PageText:
     number: int  # 1-based index of the page in the file
-    text: str  # lines in reading order, not yet normalised
+    text: str  # lines in reading order, wrapped paragraphs joined, not yet normalised
     label: str | None  # printed page number found standing alone in the top/bottom margin
 
 
@@ -107,6 +116,7 @@ class _Line:
 # Overprinted (simulated bold) copies sit within this fraction of the font size.
 _OVERPRINT_TOLERANCE = 0.15
 # Characters closer than this (in font sizes) on one baseline belong to one line.
+_CELL_GAP = 1.0
 _MAX_WORD_GAP = 3.0
 # Characters of vertical text: ideographs, kana, and the punctuation set vertically.
 _VERTICAL_OK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60\ufe10-\ufe4f↓→]")
@@ -156,8 +166,7 @@ def page_text(page, number: int) -> PageText:
     for line in lines:
         if _overprinted(line):
             line.text = collapse_overprint(line.text)
-    ordered = _merge_rows(_order(lines))
-    text = "\n".join(line.text for line in ordered)
+    text = _paragraphs(_merge_rows(_order(lines)))
     label = None
     if label_line is not None:
         label = _LABEL.match(unicodedata.normalize("NFKC", label_line.text)).group(1).replace(" ", "")
@@ -308,8 +317,12 @@ def _horizontal_text(chars: list[_Char]) -> str:
     for c in chars:
         if prev is not None and not c.ch.isspace() and not prev.ch.isspace():
             gap = c.x0 - prev.x1 if c.angle == 0.0 else 0.0
-            # A visible gap between glyphs is a word space (or a tab stop) the producer did not write.
-            if gap > 0.25 * min(c.size, prev.size):
+            # A visible gap between glyphs is a word space the producer did not write;
+            # wider than a character, it separates table cells or tab stops.
+            size = min(c.size, prev.size)
+            if gap > _CELL_GAP * size:
+                parts.append("\t")
+            elif gap > 0.25 * size:
                 parts.append(" ")
         parts.append(c.ch)
         prev = c
@@ -668,8 +681,109 @@ def _merge_rows(lines: list[_Line]) -> list[_Line]:
             merged.x0, merged.y0 = prev.x0, min(prev.y0, line.y0)
             merged.x1, merged.y1 = line.x1, max(prev.y1, line.y1)
             merged.size, merged.index = prev.size, prev.index
-            merged.text = f"{prev.text} {line.text}"
+            merged.text = f"{prev.text}\t{line.text}"
             out[-1] = merged
         else:
             out.append(line)
     return out
+
+
+def _paragraphs(lines: list[_Line]) -> str:
+    """The page's text, one line per paragraph: wrapped lines joined, every other break kept."""
+    out: list[str] = []
+    block: list[_Line] = []
+    for line in lines:
+        if block and not _wraps_to(block[-1], line):
+            out.extend(_block_text(block))
+            block = []
+        block.append(line)
+    if block:
+        out.extend(_block_text(block))
+    return "\n".join(out)
+
+
+def _wraps_to(a: _Line, b: _Line) -> bool:
+    """``b`` sits where the next line of ``a``'s paragraph would: directly below, aligned, same size.
+
+    In a table row, "a's paragraph" is its last cell: a long cell wraps within its column.
+    """
+    if a.vertical and b.vertical:
+        # The next column of 縦書き: just left of this one, starting at the same height.
+        size = min(a.size, b.size)
+        return abs(a.size - b.size) <= 0.15 * size and -0.5 * size <= a.x0 - b.x1 <= 0.9 * size and abs(a.y1 - b.y1) <= size
+    if a.vertical or b.vertical or a.chars[0].angle != 0.0 or b.chars[0].angle != 0.0:
+        return False
+    start, bottom, a_size = _last_cell(a)
+    size = min(a_size, b.size)
+    if abs(a_size - b.size) > 0.15 * size:
+        return False
+    gap = bottom - b.y1
+    # Loose boxes of neighbouring lines overlap a little; a blank line or more is a new block.
+    if not -0.5 * size <= gap <= 0.9 * size:
+        return False
+    # Flush left, a first-line indent, or a hanging indent under a bullet or "※２".
+    return -1.5 * size <= b.x0 - start <= 3.5 * size and b.x0 < a.x1
+
+
+def _last_cell(line: _Line) -> tuple[float, float, float]:
+    """Left edge, bottom and font size of the text after the line's last cell gap (the whole line if it has none)."""
+    ink = [c for c in line.chars if not c.ch.isspace()]
+    first = 0
+    for i in range(1, len(ink)):
+        if ink[i].x0 - ink[i - 1].x1 > _CELL_GAP * min(ink[i].size, ink[i - 1].size):
+            first = i
+    if first == 0:
+        return line.x0, line.y0, line.size
+    cell = ink[first:]
+    return cell[0].x0, min(c.y0 for c in cell), statistics.median(c.size for c in cell)
+
+
+def _block_text(block: list[_Line]) -> list[str]:
+    """Lines of one block, joined where a line runs to the block's right edge and the text goes on."""
+    if block[0].vertical:
+        # Columns of 縦書き wrap at the bottom: a column that reaches it goes on in the next.
+        bottom = min(line.y0 for line in block)
+        out = [block[0].text]
+        for prev, line in zip(block, block[1:]):
+            if prev.y0 <= bottom + 1.5 * prev.size and prev.text[-1] not in "。！？!?":
+                out[-1] += line.text
+            else:
+                out.append(line.text)
+        return out
+    right = max(line.x1 for line in block)
+    # The block's right edge is a wrapping margin when two lines reach it; a single
+    # line reaching it is just the longest of some short items, unless it is long itself.
+    at_edge = sum(line.x1 >= right - 1.5 * line.size for line in block)
+    out: list[str] = []
+    prev: _Line | None = None
+    for line in block:
+        if prev is not None and out and _joins(prev, line, right, at_edge >= 2):
+            sep = " " if out[-1][-1:].isascii() and line.text[:1].isascii() and out[-1][-1:].isalnum() else ""
+            out[-1] += sep + line.text
+        else:
+            out.append(line.text)
+        prev = line
+    return out
+
+
+def _joins(prev: _Line, line: _Line, right: float, margin: bool) -> bool:
+    if "\t" in line.text or starts_item(line.text):
+        return False  # a table row or a new item
+    if prev.text[-1] in "。！？!?":
+        return False  # a sentence ends where the line does: keep the author's break
+    # A line that stops short of the edge ends an item or a paragraph, unless it
+    # ends on a comma or particle that no item or heading ends on.
+    if prev.text[-1] in _CONTINUES or line.text[0] in _GOES_ON:
+        return True
+    if prev.text[-1] in _CLOSERS:
+        return False  # "（P.2参照）", "【厳守】", "……について："
+    wide = len(prev.text) >= (_WRAPPED_MIN_CHARS // 2 if margin else _WRAPPED_MIN_CHARS)
+    return prev.x1 >= right - 1.5 * prev.size and wide
+
+
+# A line this long that ends at its block's edge was wrapped there: a slide's items are
+# shorter.  Half as long will do where a second line reaches the same edge (a narrow box).
+_WRAPPED_MIN_CHARS = 12
+_CLOSERS = "）)】>＞:：]"
+# No item starts with a particle, a small kana or closing punctuation: such a line continues the one above.
+_GOES_ON = "のをにがはでともへやぁぃぅぇぉっゃゅょァィゥェォッャュョー、。，．）)」』"

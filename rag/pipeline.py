@@ -19,6 +19,20 @@ from rag.index import LocalIndex
 from rag.query import prepare, validate_question
 from rag.retrieve import HybridRetriever, Reranker
 from rag.schema import Answer, Citation
+from rag.normalize import starts_item
+from rag.tokenize import content_words
+
+_TITLE_LINES = 3
+
+
+def _title_block(text: str) -> list[str]:
+    """The first lines of a page up to its first sentence or list item: a cover's title and subtitle."""
+    out = []
+    for line in text.split("\n")[:_TITLE_LINES]:
+        if len(line) > 100 or line.endswith("。") or starts_item(line):
+            break
+        out.append(line)
+    return out
 
 
 class Pipeline:
@@ -27,8 +41,9 @@ class Pipeline:
         self.index = index
         self.embedder = embedder
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
-        self.offline = OfflineAnswerer(settings.answer, embedder)
+        self.offline = OfflineAnswerer(settings.answer, embedder, self.topic)
         self._llm = None
+        self._topics: dict[str, frozenset[str]] = {}
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
         self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
 
@@ -56,6 +71,14 @@ class Pipeline:
 
     def titles(self) -> dict[str, str]:
         return self._titles
+
+    def topic(self, source: str) -> frozenset[str]:
+        """Content words of a document's title and the title block of its first page (its cover)."""
+        if source not in self._topics:
+            cover = self.index.get_page(source, 1)
+            text = "\n".join([self._titles.get(source, ""), *_title_block(cover.text if cover else "")])
+            self._topics[source] = frozenset(content_words(text))
+        return self._topics[source]
 
     def page_text(self, source: str, page: int) -> str | None:
         """A page's text from the index (the answerers read past their chunk with it)."""

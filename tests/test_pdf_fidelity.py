@@ -141,9 +141,7 @@ def test_columns_of_vertical_text_read_right_to_left(tmp_path):
     _vertical(c, 386, 420, "返還義務あり", 12)
     c.showPage()
     c.save()
-    page = load_document(path, "r.pdf").pages[0]
-    assert page.raw_text.split("\n") == ["基本要件", "未達成の場合", "返還義務あり"]
-    # Like a wrapped line, the second column continues the first.
+    # Like a wrapped line, the second column (written second, to the left) continues the first.
     assert _lines_of(load_document(path, "r.pdf")) == ["基本要件", "未達成の場合返還義務あり"]
 
 
@@ -201,7 +199,49 @@ def test_two_panels_are_read_one_after_the_other_and_a_table_row_by_row(tmp_path
     c.save()
 
     page = load_document(path, "p.pdf").pages[0]
-    assert page.raw_text.split("\n") == ["特例措置要件", *left, *right, *(f"{a} {b}" for a, b in rows)]
+    # The right panel's first line runs to the panel's edge and goes on below: one phrase;
+    # "が30%以上…" starts with a particle, so it goes on from the line above.  The short
+    # "地域の最低賃金" keeps its break (it could be an item).  Table cells are a tab apart.
+    joined = [f"{right[0]}{right[1]}", right[2], f"{right[3]}{right[4]}"]
+    assert page.raw_text.split("\n") == ["特例措置要件", *left, *joined, *(f"{a}\t{b}" for a, b in rows)]
+    assert page.text.split("\n")[-3:] == [f"{a} {b}" for a, b in rows]
+
+
+def test_wrapped_lines_join_into_one_paragraph_while_items_and_cells_stay_apart(tmp_path):
+    """Line breaks are decided from the layout: a line that runs to its block's edge goes on below.
+
+    Read from the text alone, a slide's short items ("公募開始" / "申請受付") and a
+    paragraph's wrapped lines look the same; plain extraction glues them or breaks the sentence.
+    """
+    path = tmp_path / "layout.pdf"
+    c = canvas.Canvas(str(path), pagesize=SLIDE)
+    _draw(c, 40, 500, "補助対象経費", 24)
+    wrapped = ["機械装置・システム構築費以外の経費は、総額で", "500万円までを補助上限額とし、グローバル枠の", "場合は1,000万円までとします。"]
+    for i, line in enumerate(wrapped):  # 22 characters at 14 pt fill the box; the last line stops short
+        _draw(c, 40, 440 - 18 * i, line, 14)
+    steps = ["公募開始", "電子申請受付開始", "申請締切", "採択発表"]
+    for i, line in enumerate(steps):  # a flow of short boxes, as closely spaced as the paragraph
+        _draw(c, 40, 370 - 18 * i, line, 14)
+    # A table: label and value a column apart; a long value wraps inside its own column.
+    _draw(c, 40, 260, "補助上限額", 14)
+    _draw(c, 200, 260, "750万円", 14)
+    _draw(c, 40, 236, "海外旅費", 14)
+    _draw(c, 200, 236, "海外渡航及び宿泊等に要する経費で、事業に", 14)
+    _draw(c, 200, 218, "必要なものに限ります。", 14)
+    c.showPage()
+    c.save()
+
+    plain = _plain_pypdf(path)
+    assert "総額で\n500万円" in plain  # pypdf breaks the sentence where the line did
+
+    lines = _lines_of(load_document(path, "layout.pdf"))
+    assert lines == [
+        "補助対象経費",
+        "機械装置・システム構築費以外の経費は、総額で500万円までを補助上限額とし、グローバル枠の場合は1,000万円までとします。",
+        *steps,
+        "補助上限額 750万円",
+        "海外旅費 海外渡航及び宿泊等に要する経費で、事業に必要なものに限ります。",
+    ]
 
 
 def test_private_use_and_dingbat_bullets_become_the_japanese_bullet(tmp_path):
