@@ -49,7 +49,7 @@ def _units(text: str, max_chars: int) -> Iterator[_Unit]:
                 # An over-long sentence (tables flattened into one line) is cut at commas, then hard.
                 while e - s > max_chars:
                     window = text[s : s + max_chars]
-                    cut = max(window.rfind("、"), window.rfind(" "), window.rfind("，"))
+                    cut = max(window.rfind("、"), window.rfind(" "), window.rfind("\u3000"), window.rfind("，"))
                     cut = cut + 1 if cut > max_chars // 2 else max_chars
                     yield _Unit(s, s + cut, False)
                     s += cut

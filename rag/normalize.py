@@ -72,6 +72,12 @@ def normalize_chars(text: str) -> str:
     return text
 
 
+# Between the cells of a table row (a gap the layout extractor measured).  The ideographic
+# space reads as a column gap in Japanese and is whitespace to the tokenizer and to matching,
+# and it lets the answerer tell a row ("5人以下　750万円") from a sentence.
+CELL_SEPARATOR = "\u3000"
+
+
 def starts_item(line: str) -> bool:
     """The line opens a new item (a bullet, a number, a bracketed label) rather than continuing a sentence."""
     head = normalize_chars(line[:4]).lstrip()
@@ -82,14 +88,14 @@ def _tidy_line(line: str) -> str:
     line = _BULLET_LINE.sub("・", line) if _BULLET_LINE.match(line) else line
     line = _PRIVATE_USE.sub("", line)
     # A tab is a cell boundary the layout extractor measured (rag.pdf_text): it
-    # survives as a space where a plain space between Japanese characters does not.
+    # survives as CELL_SEPARATOR where a plain space between Japanese characters does not.
     line = line.replace("\u3000", " ")
     line = re.sub(r" *\t[ \t]*", "\t", line)
     line = re.sub(r" {2,}", " ", line).strip()
     line = _SPACED_CELLS.sub(lambda m: m.group(0).replace("\t", ""), line)
     line = _SPACED_RUN.sub(lambda m: m.group(0).replace(" ", ""), line)
     line = _SPACE_BETWEEN_JA.sub("", line)
-    return line.replace("\t", " ").replace("**", "")
+    return line.replace("\t", CELL_SEPARATOR).replace("**", "")
 
 
 def _width(line: str) -> float:

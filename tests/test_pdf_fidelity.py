@@ -204,7 +204,7 @@ def test_two_panels_are_read_one_after_the_other_and_a_table_row_by_row(tmp_path
     # "地域の最低賃金" keeps its break (it could be an item).  Table cells are a tab apart.
     joined = [f"{right[0]}{right[1]}", right[2], f"{right[3]}{right[4]}"]
     assert page.raw_text.split("\n") == ["特例措置要件", *left, *joined, *(f"{a}\t{b}" for a, b in rows)]
-    assert page.text.split("\n")[-3:] == [f"{a} {b}" for a, b in rows]
+    assert page.text.split("\n")[-3:] == [f"{a}\u3000{b}" for a, b in rows]  # an ideographic space between cells
 
 
 def test_wrapped_lines_join_into_one_paragraph_while_items_and_cells_stay_apart(tmp_path):
@@ -239,8 +239,8 @@ def test_wrapped_lines_join_into_one_paragraph_while_items_and_cells_stay_apart(
         "補助対象経費",
         "機械装置・システム構築費以外の経費は、総額で500万円までを補助上限額とし、グローバル枠の場合は1,000万円までとします。",
         *steps,
-        "補助上限額 750万円",
-        "海外旅費 海外渡航及び宿泊等に要する経費で、事業に必要なものに限ります。",
+        "補助上限額\u3000750万円",
+        "海外旅費\u3000海外渡航及び宿泊等に要する経費で、事業に必要なものに限ります。",
     ]
 
 
@@ -418,7 +418,7 @@ def test_fifty_slides_load_in_seconds_one_page_at_a_time(tmp_path, monkeypatch):
     assert most == 1  # never more than one pdfium page alive
     assert [p.page for p in doc.pages] == list(range(1, 51))
     assert all(p.heading == f"第{p.page}章補助事業の概要" and p.label == str(p.page) for p in doc.pages)
-    assert "区分0 250万円" in doc.pages[0].text
+    assert "区分0\u3000250万円" in doc.pages[0].text
 
 
 def test_comparable_page_text_keeps_every_character_of_a_plain_page(tmp_path):
