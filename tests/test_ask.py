@@ -178,6 +178,10 @@ def test_the_kind_of_number_asked_for_is_answered_when_it_is_there(pipeline):
         ("市役所の基幹システムを国の共通クラウドに移すのはいつまで？", ["2025年度"]),
         # Two-part question: the target sentence is not crowded out by a run-on line (p.30).
         ("SDGs未来都市の選定目標と、現在までの選定数は？", ["210都市", "154都市"]),
+        # The box is captioned "北海道更別村 / コミュニティナース" above its description (p.24).
+        ("北海道更別村では、住民のデジタルサービス利用のサポートを誰が担っている？", ["北海道更別村", "コミュニティナース"]),
+        # A figure caption 「学校部活動の地域連携・地域移行」 names the topic; the measure above it answers (p.13).
+        ("学校の部活動は、これからどうしていく方針？", ["地域クラブ活動への移行"]),
     ],
 )
 def test_the_answer_carries_what_the_question_asks_for(pipeline, question, needles):
@@ -226,3 +230,4 @@ def test_the_kind_of_number_is_read_from_the_question():
     assert _Asks.of("応募の倍率は？").units == ()  # 倍率 is a ratio like 3倍, not a percentage
     assert wants("何万人を目指す？", "5万人(2027年度まで)")
     assert wants("上限額はいくら？", "上限 50万円")
+

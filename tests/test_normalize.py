@@ -68,3 +68,23 @@ def test_a_number_far_from_the_page_index_is_data_not_a_page_number():
     assert "\n".join(lines).endswith("2027") and label is None
     lines, label = normalize_lines("見出し\n本文です。\n9", page_index=15)
     assert label == "9"
+
+
+def test_laid_out_text_keeps_its_line_breaks_and_its_cells():
+    # rag.pdf_text has already joined wrapped lines and taken the page number off by position:
+    # lines without 。 (slide items) stay apart, and a closing "12" is data, not a page label.
+    raw = "スケジュール\n補助金交付候補者の採択\n交付申請・交付決定\n従業員規模\t補助上限額\n5人以下\t750万円\n人\t口\tビ\tジ\tョ\tン\n12"
+    lines, label = normalize_lines(raw, page_index=12, laid_out=True)
+    assert lines == [
+        "スケジュール",
+        "補助金交付候補者の採択",
+        "交付申請・交付決定",
+        "従業員規模\u3000補助上限額",
+        "5人以下\u3000750万円",
+        "人口ビジョン",  # characters spread a cell apart each are one word, not a row of cells
+        "12",
+    ]
+    assert label is None
+    # The same text read as plain extraction output is rejoined and loses its page number.
+    plain, plain_label = normalize_lines(raw.replace("\t", " "), page_index=12)
+    assert plain_label == "12" and len(plain) < len(lines) - 1

@@ -188,3 +188,50 @@ def test_printed_page_labels(name):
     # Pages without a printed number (covers) get none, and page numbers stay the PDF index.
     assert not {page: label for page, label in labels.items() if str(page) not in expected and label}
     assert [p.page for p in doc.pages] == sorted(p.page for p in doc.pages)
+
+
+def test_a_slide_schedule_keeps_its_lines_apart_and_a_wrapped_bullet_is_one_line():
+    # Read off the rendered p.3 (schedule) and p.12 of the two slide decks.
+    pages = {p.page: p.text.split("\n") for p in _load("04_monozukuri20_koubo_gaiyou_ppt.pdf").pages}
+    # Each date is its own line: not glued to the line above because it has no 。
+    assert "電子申請受付:2025年7月1日(火)17:00~" in pages[3]
+    assert "申請締切\u3000:2025年7月25日(金)17:00まで【厳守】" in pages[3]  # aligned colons: a tab stop
+    # The steps of the flow chart stay separate items.
+    assert pages[3].index("交付申請・交付決定") == pages[3].index("補助金交付候補者の採択") + 1
+    # Cells of a table row are an ideographic space apart.
+    assert "5人以下\u3000750万円" in pages[6]
+    guide = {p.page: p.text.split("\n") for p in _load("05_jizokuka_guidebook_ppt.pdf").pages}
+    # A bullet that wraps over two lines on the slide is one line of text.
+    assert "・100万円(税込)を超える支払いは、2者以上の見積が必要です。中古品の購入(50万円(税抜)未満のものであること)については、金額に関わらず、すべて、2者以上からの見積が必須となります。" in guide[12]
+
+
+@pytest.fixture(scope="module")
+def real_pipeline(tmp_path_factory, embedder):
+    from rag.config import Settings
+    from rag.ingest import ingest
+    from rag.pipeline import Pipeline
+
+    if not REAL.exists():
+        pytest.skip(f"{REAL} がありません（実PDFはリポジトリに含めない）")
+    settings = Settings(corpus_dir=REAL, index_dir=tmp_path_factory.mktemp("real") / "index")
+    assert not ingest(settings, embedder=embedder).failed
+    return Pipeline.load(settings, embedder=embedder)
+
+
+def test_the_name_of_the_scheme_does_not_make_a_sentence_the_answer(real_pipeline):
+    """Every question names its scheme; the cover's notice that repeats the name must not win.
+
+    「必ず、第20次公募要領をご確認の上で申請してください」 shares ものづくり補助金, 第20次,
+    公募 and 申請 with the question; the schedule line that answers shares only 申請締切.
+    """
+    question = "ものづくり補助金第20次公募の申請締切はいつですか？"
+    assert real_pipeline.topic("04_monozukuri20_koubo_gaiyou_ppt.pdf") >= {"物作り", "補助", "金"}
+    answer = real_pipeline.ask(question)
+    assert answer.found and "2025年7月25日" in answer.text, answer.text
+    assert ("04_monozukuri20_koubo_gaiyou_ppt.pdf", 3) in {(c.source, c.page) for c in answer.citations}
+
+    topic, real_pipeline.offline.topic = real_pipeline.offline.topic, None
+    try:  # the same question scored on each sentence's own words
+        assert "2025年7月25日" not in real_pipeline.ask(question).text
+    finally:
+        real_pipeline.offline.topic = topic
