@@ -189,7 +189,7 @@ class OfflineAnswerer:
         for c in candidates:
             c.evidence *= c.mismatch
         # A list question reads on from a caption to its items (_read_around); any other is answered by a statement.
-        best = candidates[0] if asks.list else _statement_over_caption(candidates)
+        best = candidates[0] if asks.list else _statement_over_caption(candidates, self.settings.min_evidence)
         if best.evidence < self.settings.min_evidence:
             abstained = self.abstain(question, hits, titles)
             abstained.evidence = best.evidence
@@ -304,12 +304,14 @@ class OfflineAnswerer:
         lines, at = pc.locate(text, best.text, near)
         budget = self.settings.max_chars + 60
         chosen = [best]
+        named_caption = False
         if asks.places and not any(p in best.text for p in asks.places):
             # "北海道更別村では誰が…？" answered by a box's description: the box is captioned with the place.
             above = pc.place_caption(lines, at)
             if above and any(p in above[0] for p in asks.places):
                 chosen = [best.neighbour(line) for line in above] + chosen
-        elif asks.place and not pc.PLACE.search(best.text):
+                named_caption = True
+        if asks.place and not named_caption and not pc.PLACE.search(best.text):
             # "どこ？" answered by an example's description: its place is in the caption above it,
             # or in the examples listed under it.
             above = pc.place_caption(lines, at)
@@ -398,6 +400,9 @@ class OfflineAnswerer:
         n = len(candidates)
         weights: dict[str, float] = {}
         for t in terms:
+            # Only a sentence's own words count here.  Counting the title words for every
+            # sentence (measured) makes the document's name weightless: three real-PDF answers
+            # are lost for one declined unanswerable question.
             df = sum(bool(alternatives[t] & c.terms) for c in candidates)
             weights[t] = math.log(1 + n / (1 + df))
         return weights
@@ -442,21 +447,21 @@ class OfflineAnswerer:
         return Answer(question=question, text=ABSTENTION, found=False, citations=near, hits=hits)
 
 
-def _statement_over_caption(candidates: list[_Candidate]) -> _Candidate:
+def _statement_over_caption(candidates: list[_Candidate], min_evidence: float) -> _Candidate:
     """The best candidate, unless it is a caption and a sentence on its page says the same and more.
 
     A figure's caption (「学校部活動の地域連携・地域移行」) repeats the question's words
     more densely than the sentence that explains them, but names a topic, not an answer.
     """
     best = candidates[0]
-    if not pc.is_label(best.text) or best.text.startswith(pc.HEADING_OPEN) or _NUMBER.search(best.text):
+    if not best.terms or not pc.is_label(best.text) or best.text.startswith(pc.HEADING_OPEN) or _NUMBER.search(best.text):
         return best
     page = (best.hit.chunk.source, best.hit.chunk.page)
     for c in candidates[1:]:
         if c.score < 0.85 * best.score:
             break
         if (c.hit.chunk.source, c.hit.chunk.page) == page and not pc.is_label(c.text) and best.terms <= c.terms:
-            return c
+            return c if c.evidence >= min_evidence else best
     return best
 
 

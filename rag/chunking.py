@@ -13,7 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from rag.config import ChunkingSettings
-from rag.normalize import BULLET_START, SENTENCE_END
+from rag.normalize import BULLET_START, CELL_SEPARATOR, SENTENCE_END
 from rag.schema import Chunk, Page
 
 _SENTENCE = re.compile(rf"[^{SENTENCE_END}]*[{SENTENCE_END}]+[」』）)]*|[^{SENTENCE_END}]+$")
@@ -49,7 +49,7 @@ def _units(text: str, max_chars: int) -> Iterator[_Unit]:
                 # An over-long sentence (tables flattened into one line) is cut at commas, then hard.
                 while e - s > max_chars:
                     window = text[s : s + max_chars]
-                    cut = max(window.rfind("、"), window.rfind(" "), window.rfind("\u3000"), window.rfind("，"))
+                    cut = max(window.rfind("、"), window.rfind(" "), window.rfind(CELL_SEPARATOR), window.rfind("，"))
                     cut = cut + 1 if cut > max_chars // 2 else max_chars
                     yield _Unit(s, s + cut, False)
                     s += cut

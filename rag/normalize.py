@@ -49,8 +49,12 @@ _SPACED_CELLS = re.compile(rf"(?:[{_JA}]\t){{2,}}[{_JA}]")
 _SPACE_BETWEEN_JA = re.compile(rf"(?<=[{_JA}]) (?=[{_JA}])")
 
 SENTENCE_END = "。！？!?"
+# A line ending with one of these closes a label or a note ("（P.2参照）", "【厳守】", "…について：").
+LABEL_CLOSERS = "）)】>＞:：]"
 # A line ending with one of these closes its item; the next line starts a new one.
-_LINE_CLOSERS = SENTENCE_END + "」』）)】>＞:：]"
+_LINE_CLOSERS = SENTENCE_END + "」』" + LABEL_CLOSERS
+# A line ending in a comma or a particle goes on: no heading or item ends on one.
+CONTINUES = "、,，をにがはとのでもへや・"
 # Line starts that open a new item: bullets, numbered items, bracketed labels.
 BULLET_START = re.compile(
     r"^(?:[-・‐–—*＊◦▶➤■⚫①-⑳㉑-㊿❶-❿○●◎◆◇□▪]|\(?\d{1,2}[).．、](?!\d)|[<＜【\[〈《]|\(例\)|[（(][0-9０-９一二三四五六七八九十ア-ン][)）]|第[0-9一二三四五六七八九十]+[章節条])"
@@ -72,9 +76,9 @@ def normalize_chars(text: str) -> str:
     return text
 
 
-# Between the cells of a table row (a gap the layout extractor measured).  The ideographic
-# space reads as a column gap in Japanese and is whitespace to the tokenizer and to matching,
-# and it lets the answerer tell a row ("5人以下　750万円") from a sentence.
+# Between the cells of a table row (a gap the layout extractor measured): the ideographic
+# space reads as a column gap in Japanese ("5人以下　750万円") and is whitespace to the
+# tokenizer and to matching, where glued cells would read as one word.
 CELL_SEPARATOR = "\u3000"
 
 
@@ -84,13 +88,14 @@ def starts_item(line: str) -> bool:
     return bool(_BULLET_LINE.match(head) or BULLET_START.match(head))
 
 
-def _tidy_line(line: str) -> str:
+def _tidy_line(line: str, laid_out: bool = False) -> str:
     line = _BULLET_LINE.sub("・", line) if _BULLET_LINE.match(line) else line
     line = _PRIVATE_USE.sub("", line)
-    # A tab is a cell boundary the layout extractor measured (rag.pdf_text): it
-    # survives as CELL_SEPARATOR where a plain space between Japanese characters does not.
+    # In laid-out text a tab is a cell boundary the layout extractor measured (rag.pdf_text):
+    # it survives as CELL_SEPARATOR where a plain space between Japanese characters does not.
+    # Elsewhere a tab is just whitespace.
     line = line.replace("\u3000", " ")
-    line = re.sub(r" *\t[ \t]*", "\t", line)
+    line = re.sub(r" *\t[ \t]*", "\t", line) if laid_out else line.replace("\t", " ")
     line = re.sub(r" {2,}", " ", line).strip()
     line = _SPACED_CELLS.sub(lambda m: m.group(0).replace("\t", ""), line)
     line = _SPACED_RUN.sub(lambda m: m.group(0).replace(" ", ""), line)
@@ -111,7 +116,7 @@ def _should_join(prev: str, nxt: str, wrap_width: float) -> bool:
     if _width(prev) >= 0.8 * wrap_width:
         return True
     # Particles and commas cannot end a heading or a sentence.
-    return prev[-1] in "、,をにがはとのでもへや・"
+    return prev[-1] in CONTINUES
 
 
 # A printed page number differs from the PDF page index by the front matter at most;
@@ -141,7 +146,7 @@ def normalize_lines(raw: str, page_index: int | None = None, *, laid_out: bool =
     again from the text would glue a slide's separate items together.
     """
     text = normalize_chars(raw)
-    lines = [_tidy_line(line) for line in text.splitlines()]
+    lines = [_tidy_line(line, laid_out) for line in text.splitlines()]
     lines = [line for line in lines if line]
     if laid_out:
         return lines, None

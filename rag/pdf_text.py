@@ -52,7 +52,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.normalize import collapse_overprint, starts_item
+from rag.normalize import CONTINUES, LABEL_CLOSERS, SENTENCE_END, collapse_overprint, starts_item
 
 __all__ = ["PageText", "PdfTextError", "iter_page_texts", "page_text"]
 
@@ -115,14 +115,15 @@ class _Line:
 
 # Overprinted (simulated bold) copies sit within this fraction of the font size.
 _OVERPRINT_TOLERANCE = 0.15
-# Characters closer than this (in font sizes) on one baseline belong to one line.
+# A gap wider than a character (in font sizes) is a table's column gap or a tab stop:
+# justified Japanese never spaces its glyphs that far apart within a phrase.
 _CELL_GAP = 1.0
+# Characters closer than this (in font sizes) on one baseline belong to one line.
 _MAX_WORD_GAP = 3.0
 # Characters of vertical text: ideographs, kana, and the punctuation set vertically.
 _VERTICAL_OK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff01-\uff60\ufe10-\ufe4f↓→]")
 _LABEL = re.compile(r"^[-‐–—−\s]*(?:[pP]\.?\s*)?((?:巻頭|資料|参考|別添|付録)?\s*\d{1,4})(?:\s*/\s*\d{1,4})?[-‐–—−\s]*$")
 # A line ending in one of these goes on in the next line (a particle, a comma).
-_CONTINUES = "、,，をにがはとのでもへや・"
 _DECORATIVE = re.compile(r"^[\s()（）0-9０-９\u2460-\u2473\u2776-\u277f\u3251-\u325f]{1,4}$")
 
 
@@ -642,7 +643,7 @@ def _columns(left: list[_Line], right: list[_Line]) -> list[_Line]:
         out = _order(left)
         for line in _order(right):
             at = max((i + 1 for i, other in enumerate(out) if other.y1 >= line.y0), default=0)
-            while at > 0 and out[at - 1].text and out[at - 1].text[-1] in _CONTINUES:
+            while at > 0 and out[at - 1].text and out[at - 1].text[-1] in CONTINUES:
                 at -= 1
             out.insert(at, line)
         return out
@@ -681,7 +682,8 @@ def _merge_rows(lines: list[_Line]) -> list[_Line]:
             merged.x0, merged.y0 = prev.x0, min(prev.y0, line.y0)
             merged.x1, merged.y1 = line.x1, max(prev.y1, line.y1)
             merged.size, merged.index = prev.size, prev.index
-            merged.text = f"{prev.text}\t{line.text}"
+            wide = line.x0 - prev.x1 > _CELL_GAP * min(prev.size, line.size)
+            merged.text = prev.text + ("\t" if wide else " ") + line.text
             out[-1] = merged
         else:
             out.append(line)
@@ -745,7 +747,7 @@ def _block_text(block: list[_Line]) -> list[str]:
         bottom = min(line.y0 for line in block)
         out = [block[0].text]
         for prev, line in zip(block, block[1:]):
-            if prev.y0 <= bottom + 1.5 * prev.size and prev.text[-1] not in "。！？!?":
+            if prev.y0 <= bottom + 1.5 * prev.size and prev.text[-1:] not in SENTENCE_END and not starts_item(line.text):
                 out[-1] += line.text
             else:
                 out.append(line.text)
@@ -758,7 +760,7 @@ def _block_text(block: list[_Line]) -> list[str]:
     prev: _Line | None = None
     for line in block:
         if prev is not None and out and _joins(prev, line, right, at_edge >= 2):
-            sep = " " if out[-1][-1:].isascii() and line.text[:1].isascii() and out[-1][-1:].isalnum() else ""
+            sep = " " if out[-1][-1:].isascii() and line.text[:1].isascii() else ""
             out[-1] += sep + line.text
         else:
             out.append(line.text)
@@ -769,21 +771,29 @@ def _block_text(block: list[_Line]) -> list[str]:
 def _joins(prev: _Line, line: _Line, right: float, margin: bool) -> bool:
     if "\t" in line.text or starts_item(line.text):
         return False  # a table row or a new item
-    if prev.text[-1] in "。！？!?":
+    last, first = prev.text[-1:], line.text[:1]
+    if last in SENTENCE_END:
         return False  # a sentence ends where the line does: keep the author's break
     # A line that stops short of the edge ends an item or a paragraph, unless it
-    # ends on a comma or particle that no item or heading ends on.
-    if prev.text[-1] in _CONTINUES or line.text[0] in _GOES_ON:
+    # ends on a comma or particle that no item or heading ends on, or the next one
+    # starts with what no item starts with (small kana, a long vowel mark, punctuation).
+    at_edge = prev.x1 >= right - 1.5 * prev.size
+    if last in "、,，・" or first in _GOES_ON:
         return True
-    if prev.text[-1] in _CLOSERS:
-        return False  # "（P.2参照）", "【厳守】", "……について："
+    if last in _PARTICLES and (at_edge or len(prev.text) >= 6):
+        return True  # "従業員規模毎の" / "区切り無し"; a short "はじめに" is a heading
+    if last in LABEL_CLOSERS:
+        return False
+    if at_edge and first in _PARTICLES:
+        return True  # "…上記「実績報告書提出期限」" / "のいずれか早い日までに…"
     wide = len(prev.text) >= (_WRAPPED_MIN_CHARS // 2 if margin else _WRAPPED_MIN_CHARS)
-    return prev.x1 >= right - 1.5 * prev.size and wide
+    return at_edge and wide
 
 
 # A line this long that ends at its block's edge was wrapped there: a slide's items are
 # shorter.  Half as long will do where a second line reaches the same edge (a narrow box).
 _WRAPPED_MIN_CHARS = 12
-_CLOSERS = "）)】>＞:：]"
-# No item starts with a particle, a small kana or closing punctuation: such a line continues the one above.
-_GOES_ON = "のをにがはでともへやぁぃぅぇぉっゃゅょァィゥェォッャュョー、。，．）)」』"
+# No item starts with a small kana, a long vowel mark or closing punctuation.
+_GOES_ON = "ぁぃぅぇぉっゃゅょァィゥェォッャュョー、。，．）)」』"
+# Many words start with は, に, と…: a line starting with one continues only a line that runs to the edge.
+_PARTICLES = "のをにがはでともへや"

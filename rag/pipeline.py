@@ -19,17 +19,17 @@ from rag.index import LocalIndex
 from rag.query import prepare, validate_question
 from rag.retrieve import HybridRetriever, Reranker
 from rag.schema import Answer, Citation
-from rag.normalize import starts_item
+from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
 from rag.tokenize import content_words
 
 _TITLE_LINES = 3
 
 
 def _title_block(text: str) -> list[str]:
-    """The first lines of a page up to its first sentence or list item: a cover's title and subtitle."""
+    """The first lines of a page up to its first sentence, list item or table row: a cover's title and subtitle."""
     out = []
     for line in text.split("\n")[:_TITLE_LINES]:
-        if len(line) > 100 or line.endswith("。") or starts_item(line):
+        if len(line) > 100 or line.endswith(tuple(SENTENCE_END)) or starts_item(line) or CELL_SEPARATOR in line:
             break
         out.append(line)
     return out
@@ -41,9 +41,9 @@ class Pipeline:
         self.index = index
         self.embedder = embedder
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
+        self._topics: dict[str, frozenset[str]] = {}
         self.offline = OfflineAnswerer(settings.answer, embedder, self.topic)
         self._llm = None
-        self._topics: dict[str, frozenset[str]] = {}
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
         self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
 
@@ -73,11 +73,18 @@ class Pipeline:
         return self._titles
 
     def topic(self, source: str) -> frozenset[str]:
-        """Content words of a document's title and the title block of its first page (its cover)."""
+        """Content words of a document's title and the title block of its first page (its cover).
+
+        Figures are left out: a date on a cover names nothing.  One-character words stay
+        (補助金 is 補助 + 金 to the tokenizer).
+        """
         if source not in self._topics:
             cover = self.index.get_page(source, 1)
-            text = "\n".join([self._titles.get(source, ""), *_title_block(cover.text if cover else "")])
-            self._topics[source] = frozenset(content_words(text))
+            title = self._titles.get(source, source)
+            lines = [title if title != source else "", *_title_block(cover.text if cover else "")]
+            words = content_words("\n".join(lines))
+            # Two threads may compute the same entry at once; both store the same value.
+            self._topics[source] = frozenset(w for w in words if not any(ch.isdigit() for ch in w))
         return self._topics[source]
 
     def page_text(self, source: str, page: int) -> str | None:

@@ -231,3 +231,11 @@ def test_the_kind_of_number_is_read_from_the_question():
     assert wants("何万人を目指す？", "5万人(2027年度まで)")
     assert wants("上限額はいくら？", "上限 50万円")
 
+
+
+def test_question_words_are_not_topic_words():
+    from rag.query import key_terms
+
+    # どのような → 何の: asking "which kind" says nothing about the topic.
+    assert "何の" not in key_terms("活用イメージとしてどのような例が紹介されていますか？")
+    assert {"活用", "イメージ", "例"} <= set(key_terms("活用イメージとしてどのような例が紹介されていますか？"))

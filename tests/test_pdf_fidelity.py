@@ -199,12 +199,17 @@ def test_two_panels_are_read_one_after_the_other_and_a_table_row_by_row(tmp_path
     c.save()
 
     page = load_document(path, "p.pdf").pages[0]
-    # The right panel's first line runs to the panel's edge and goes on below: one phrase;
-    # "が30%以上…" starts with a particle, so it goes on from the line above.  The short
-    # "地域の最低賃金" keeps its break (it could be an item).  Table cells are a tab apart.
-    joined = [f"{right[0]}{right[1]}", right[2], f"{right[3]}{right[4]}"]
+    # The right panel's first line runs to the panel's edge and goes on below: one phrase.
+    # The short lines keep their breaks: "が30%以上…" starts with a particle, but so do
+    # items like "はじめに", and its line above stops short of the edge.  Cells are a tab apart.
+    joined = [f"{right[0]}{right[1]}", *right[2:]]
     assert page.raw_text.split("\n") == ["特例措置要件", *left, *joined, *(f"{a}\t{b}" for a, b in rows)]
     assert page.text.split("\n")[-3:] == [f"{a}\u3000{b}" for a, b in rows]  # an ideographic space between cells
+
+
+def test_short_items_starting_with_a_particle_are_not_glued_together(tmp_path):
+    path = make_pdf(tmp_path / "toc.pdf", [["目次", "はじめに", "地域の魅力向上", "にぎわいの創出", "ともに支え合う地域"]])
+    assert _lines_of(load_document(path, "toc.pdf")) == ["目次", "はじめに", "地域の魅力向上", "にぎわいの創出", "ともに支え合う地域"]
 
 
 def test_wrapped_lines_join_into_one_paragraph_while_items_and_cells_stay_apart(tmp_path):

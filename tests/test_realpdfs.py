@@ -235,3 +235,14 @@ def test_the_name_of_the_scheme_does_not_make_a_sentence_the_answer(real_pipelin
         assert "2025年7月25日" not in real_pipeline.ask(question).text
     finally:
         real_pipeline.offline.topic = topic
+
+
+def test_questions_over_the_real_pdfs_stay_above_their_floors(real_pipeline):
+    from rag.evaluate import check_floors, load_qa, run_eval
+
+    root = Path(__file__).resolve().parents[1]
+    items = load_qa(root / "eval" / "qa_realpdfs.jsonl")
+    assert {s for i in items for s, _ in i.sources} <= set(FILES)
+    run = run_eval(real_pipeline, items, k=10, baselines=False)
+    floors = json.loads((root / "eval" / "floors_realpdfs.json").read_text(encoding="utf-8"))
+    assert check_floors(run.summary, floors) == []
