@@ -255,8 +255,9 @@ class OfflineAnswerer:
                 heading_terms_of[heading] = set(content_words(heading))
             heading_terms = heading_terms_of[heading]
             covered = 0.0
+            own = c.terms | c.topic
             for t, w in weights.items():
-                if alternatives[t] & (c.terms | c.topic):
+                if alternatives[t] & own:
                     covered += w
                 elif alternatives[t] & heading_terms:
                     covered += 0.5 * w
@@ -304,17 +305,14 @@ class OfflineAnswerer:
         lines, at = pc.locate(text, best.text, near)
         budget = self.settings.max_chars + 60
         chosen = [best]
-        named_caption = False
-        if asks.places and not any(p in best.text for p in asks.places):
+        above = pc.place_caption(lines, at) if asks.places or asks.place else []
+        named_caption = bool(above) and any(p in above[0] for p in asks.places)
+        if named_caption and not any(p in best.text for p in asks.places):
             # "北海道更別村では誰が…？" answered by a box's description: the box is captioned with the place.
-            above = pc.place_caption(lines, at)
-            if above and any(p in above[0] for p in asks.places):
-                chosen = [best.neighbour(line) for line in above] + chosen
-                named_caption = True
-        if asks.place and not named_caption and not pc.PLACE.search(best.text):
+            chosen = [best.neighbour(line) for line in above] + chosen
+        elif asks.place and not pc.PLACE.search(best.text):
             # "どこ？" answered by an example's description: its place is in the caption above it,
             # or in the examples listed under it.
-            above = pc.place_caption(lines, at)
             chosen = [best.neighbour(line) for line in above] + chosen
             if not above:
                 for line in pc.places_below(lines, at):

@@ -312,6 +312,11 @@ def _continues(line: list[_Char], c: _Char) -> bool:
     return abs(across) <= 0.35 * size and 0 < along <= (_MAX_WORD_GAP + 1.2) * size
 
 
+def _cell_gap(left: _Char | _Line, right: _Char | _Line) -> bool:
+    """The space between two glyphs (or pieces of a row) is a column gap, not a word space."""
+    return right.x0 - left.x1 > _CELL_GAP * min(left.size, right.size)
+
+
 def _horizontal_text(chars: list[_Char]) -> str:
     parts: list[str] = []
     prev: _Char | None = None
@@ -320,10 +325,9 @@ def _horizontal_text(chars: list[_Char]) -> str:
             gap = c.x0 - prev.x1 if c.angle == 0.0 else 0.0
             # A visible gap between glyphs is a word space the producer did not write;
             # wider than a character, it separates table cells or tab stops.
-            size = min(c.size, prev.size)
-            if gap > _CELL_GAP * size:
+            if gap and _cell_gap(prev, c):
                 parts.append("\t")
-            elif gap > 0.25 * size:
+            elif gap > 0.25 * min(c.size, prev.size):
                 parts.append(" ")
         parts.append(c.ch)
         prev = c
@@ -682,8 +686,7 @@ def _merge_rows(lines: list[_Line]) -> list[_Line]:
             merged.x0, merged.y0 = prev.x0, min(prev.y0, line.y0)
             merged.x1, merged.y1 = line.x1, max(prev.y1, line.y1)
             merged.size, merged.index = prev.size, prev.index
-            wide = line.x0 - prev.x1 > _CELL_GAP * min(prev.size, line.size)
-            merged.text = prev.text + ("\t" if wide else " ") + line.text
+            merged.text = prev.text + ("\t" if _cell_gap(prev, line) else " ") + line.text
             out[-1] = merged
         else:
             out.append(line)
@@ -732,7 +735,7 @@ def _last_cell(line: _Line) -> tuple[float, float, float]:
     ink = [c for c in line.chars if not c.ch.isspace()]
     first = 0
     for i in range(1, len(ink)):
-        if ink[i].x0 - ink[i - 1].x1 > _CELL_GAP * min(ink[i].size, ink[i - 1].size):
+        if _cell_gap(ink[i - 1], ink[i]):
             first = i
     if first == 0:
         return line.x0, line.y0, line.size
@@ -741,30 +744,30 @@ def _last_cell(line: _Line) -> tuple[float, float, float]:
 
 
 def _block_text(block: list[_Line]) -> list[str]:
-    """Lines of one block, joined where a line runs to the block's right edge and the text goes on."""
+    """Lines of one block, joined where a line runs to the block's edge and the text goes on."""
     if block[0].vertical:
         # Columns of 縦書き wrap at the bottom: a column that reaches it goes on in the next.
         bottom = min(line.y0 for line in block)
-        out = [block[0].text]
-        for prev, line in zip(block, block[1:]):
-            if prev.y0 <= bottom + 1.5 * prev.size and prev.text[-1:] not in SENTENCE_END and not starts_item(line.text):
-                out[-1] += line.text
-            else:
-                out.append(line.text)
-        return out
-    right = max(line.x1 for line in block)
-    # The block's right edge is a wrapping margin when two lines reach it; a single
-    # line reaching it is just the longest of some short items, unless it is long itself.
-    at_edge = sum(line.x1 >= right - 1.5 * line.size for line in block)
-    out: list[str] = []
-    prev: _Line | None = None
-    for line in block:
-        if prev is not None and out and _joins(prev, line, right, at_edge >= 2):
-            sep = " " if out[-1][-1:].isascii() and line.text[:1].isascii() else ""
-            out[-1] += sep + line.text
+
+        def joins(prev: _Line, line: _Line) -> bool:
+            return prev.y0 <= bottom + 1.5 * prev.size and prev.text[-1:] not in SENTENCE_END and not starts_item(line.text)
+
+    else:
+        right = max(line.x1 for line in block)
+        # The block's right edge is a wrapping margin when two lines reach it; a single
+        # line reaching it is just the longest of some short items, unless it is long itself.
+        margin = sum(line.x1 >= right - 1.5 * line.size for line in block) >= 2
+
+        def joins(prev: _Line, line: _Line) -> bool:
+            return _joins(prev, line, right, margin)
+
+    out = [block[0].text]
+    for prev, line in zip(block, block[1:]):
+        if joins(prev, line):
+            latin = not prev.vertical and out[-1][-1:].isascii() and line.text[:1].isascii()
+            out[-1] += (" " if latin else "") + line.text
         else:
             out.append(line.text)
-        prev = line
     return out
 
 

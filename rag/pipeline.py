@@ -16,10 +16,10 @@ from rag.answer import OfflineAnswerer
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
 from rag.index import LocalIndex
+from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
 from rag.query import prepare, validate_question
 from rag.retrieve import HybridRetriever, Reranker
 from rag.schema import Answer, Citation
-from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
 from rag.tokenize import content_words
 
 _TITLE_LINES = 3
