@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from rag import page_context as pc
 from rag.config import AnswerSettings
 from rag.query import key_terms, synonym_groups
-from rag.schema import Answer, Citation, Hit
+from rag.schema import Answer, Chunk, Citation, Hit
 from rag.tokenize import char_ngrams, content_words
 
 #: The one phrase used whenever the documents do not answer (tests and the LLM prompt use it too).
@@ -39,7 +39,7 @@ _PLACE_Q = re.compile(r"どこ(?!まで|から)|どの(?:自治体|地域|市|�
 _GOAL_Q = re.compile(r"目標|目指|増やす|減らす|までに")
 _GOAL = re.compile(r"までに|まで[)）]|目標|目指")
 _ANAPHORA = re.compile(r"(?:この|その|これらの?|それらの?|こうした|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)")
-_LIST_Q = re.compile(r"挙げ|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
+_LIST_Q = re.compile(r"挙げ|ごと|毎の|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
 # A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
 _PREFECTURE = re.compile(rf"{pc.PREFECTURE}(?:[一-龥]{{1,4}}?[市区町村])?")
 _NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
@@ -52,6 +52,8 @@ _SECONDARY_MAX_CHARS = 150
 # Weight of the fused rank when sentences reorder the hits; measured on both eval sets (README):
 # 0.15 / 0.3 / 0.5 / 1.0 → default R@1 0.933 / 0.927 / 0.927 / 0.927, real PDFs 0.457 / 0.514 / 0.514 / 0.486.
 _RANK_PRIOR = 0.3
+# What a table's header and caption count for in a row's evidence (a heading counts half).
+_CONTEXT_SHARE = 1.0
 _DENSE_RERANK = 12  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
 _DENSE_SHARE = 0.35
 # (cosine of unrelated text, spread up to a clear answer) per embedder; USE measured on eval/qa.jsonl.
@@ -66,12 +68,18 @@ class _Candidate:
     terms: frozenset[str] = frozenset()
     # Words of the document's title and cover: what every sentence of it is about.
     topic: frozenset[str] = frozenset()
+    # A table row's caption and header rows: 「5人以下　750万円」 is about 補助上限額.
+    head: tuple[str, ...] = ()
     bigrams: frozenset[str] = frozenset()
     score: float = 0.0
     evidence: float = 0.0
     # Applied once all evidence (lexical and dense) is in: a sentence about the wrong year,
     # place or kind of number does not answer, however similar it reads.
     mismatch: float = 1.0
+
+    @property
+    def context(self) -> frozenset[str]:
+        return _words("\n".join(self.head)) if self.head else frozenset()
 
     def neighbour(self, text: str) -> _Candidate:
         """A line read around this one on its page, quoted under the same citation."""
@@ -147,6 +155,7 @@ class OfflineAnswerer:
         settings: AnswerSettings | None = None,
         embedder=None,
         topic: Callable[[str], frozenset[str]] | None = None,
+        page_text: Callable[[str, int], str | None] | None = None,
     ):
         """``embedder`` (an :class:`rag.embeddings.IndexEmbedder`) adds sentence-level dense similarity,
         which catches paraphrases that share no words with the question.
@@ -156,21 +165,23 @@ class OfflineAnswerer:
         document, not the sentence, so every sentence of the document counts as
         having it.  Otherwise the cover and the notices that repeat the name outscore
         the sentence that answers.
+
+        ``page_text(source, page)`` lets an answer read past the end of its chunk: a
+        list's items, a caption, the header of a table row.
         """
         self.settings = settings or AnswerSettings()
         self.embedder = embedder
         self.topic = topic
+        self.page_text = page_text
 
     def answer(
         self,
         question: str,
         hits: list[Hit],
         titles: dict[str, str] | None = None,
-        page_text: Callable[[str, int], str | None] | None = None,
         query_vector=None,
     ) -> Answer:
-        """``page_text(source, page)`` lets an answer read past the end of its chunk (lists, captions);
-        ``query_vector`` is the question as the retriever embedded it (saves embedding it twice)."""
+        """``query_vector`` is the question as the retriever embedded it (saves embedding it twice)."""
         titles = titles or {}
         terms = key_terms(question)
         if not hits or not terms:
@@ -194,7 +205,7 @@ class OfflineAnswerer:
             abstained = self.abstain(question, hits, titles)
             abstained.evidence = best.evidence
             return abstained
-        chosen = self._read_around(best, asks, page_text)
+        chosen = self._read_around(best, asks)
         self._add_support(chosen, best, candidates, alternatives, weights, asks)
         answer = self._compose(question, chosen, hits, titles, terms, asks.focus())
         answer.evidence = best.evidence
@@ -226,6 +237,7 @@ class OfflineAnswerer:
         out: list[_Candidate] = []
         for rank, hit in enumerate(hits):
             topic = self.topic(hit.chunk.source) if self.topic else frozenset()
+            heads = _table_context(self._page(hit.chunk)) if pc.CELL_SEPARATOR in hit.chunk.text else {}
             previous = None
             for sentence in pc.sentences(hit.chunk.text):
                 texts = [sentence]
@@ -237,8 +249,11 @@ class OfflineAnswerer:
                     if text in seen:
                         continue
                     seen.add(text)
-                    out.append(_Candidate(rank, hit, text, _words(text), topic, char_bigrams(text)))
+                    out.append(_Candidate(rank, hit, text, _words(text), topic, heads.get(text, ()), char_bigrams(text)))
         return out
+
+    def _page(self, chunk: Chunk) -> str:
+        return (self.page_text(chunk.source, chunk.page) if self.page_text else None) or chunk.text
 
     @staticmethod
     def _score(
@@ -259,6 +274,8 @@ class OfflineAnswerer:
             for t, w in weights.items():
                 if alternatives[t] & own:
                     covered += w
+                elif alternatives[t] & c.context:
+                    covered += _CONTEXT_SHARE * w
                 elif alternatives[t] & heading_terms:
                     covered += 0.5 * w
             overlap = len(q_bigrams & c.bigrams) / len(q_bigrams) if q_bigrams else 0.0
@@ -283,8 +300,8 @@ class OfflineAnswerer:
                 score -= 0.1 + 0.3 * min(1.0, (len(c.text) - 200) / 400)
             if asks.list and c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40:
                 score += 0.15  # "<国家試験>" heads the list asked for; its items follow it
-            elif len(c.text) < 12:
-                score -= 0.2  # a bare heading answers nothing
+            elif len(c.text) < 12 and not c.context:
+                score -= 0.2  # a bare heading answers nothing; a short table row under its header does
             # A question about 北海道 is not answered by a sentence about another prefecture,
             # one about 2030 not by a sentence about 2027, "いくら" not by one with no amount.
             if asks.places and not any(p in c.text for p in asks.places):
@@ -297,10 +314,10 @@ class OfflineAnswerer:
                 score -= 0.15
             c.score = score
 
-    def _read_around(self, best: _Candidate, asks: _Asks, page_text: Callable[[str, int], str | None] | None) -> list[_Candidate]:
+    def _read_around(self, best: _Candidate, asks: _Asks) -> list[_Candidate]:
         """``best`` with what stands around it on its page and belongs to the answer."""
         chunk = best.hit.chunk
-        text = (page_text(chunk.source, chunk.page) if page_text else None) or chunk.text
+        text = self._page(chunk)
         near = chunk.start if text is not chunk.text else 0
         lines, at = pc.locate(text, best.text, near)
         budget = self.settings.max_chars + 60
@@ -319,6 +336,14 @@ class OfflineAnswerer:
                     if _length(chosen) + len(line) > budget:
                         break
                     chosen.append(best.neighbour(line))
+        head = best.head
+        if head:
+            # A row quoted without its column header is a pair of bare figures.
+            chosen = [best.neighbour(head[-1])] + chosen
+            if asks.list:
+                # "従業員規模ごとの補助上限額は？": every row under the same header.
+                rows = [line.strip() for line in lines if _table_context(text).get(line.strip()) == head]
+                chosen += [best.neighbour(row) for row in rows if row != best.text]
         figure = pc.figure_below(lines, at, best.text) if asks.numeric else None
         if figure and _length(chosen) + len(figure) <= budget:
             chosen.append(best.neighbour(figure))
@@ -372,7 +397,9 @@ class OfflineAnswerer:
 
         if query_vector is None:
             query_vector = self.embedder.embed_query_array(question)
-        sims = self.embedder.embed_array([c.text[:300] for c in top]) @ np.asarray(query_vector, dtype=np.float32)
+        # A table row means what its header says it means: embedded bare, 「5人以下　750万円」 matches nothing.
+        texts = [("\n".join(c.head[-1:]) + "\n" + c.text)[-300:] if c.head else c.text[:300] for c in top]
+        sims = self.embedder.embed_array(texts) @ np.asarray(query_vector, dtype=np.float32)
         # Where cosines of answering and unrelated sentences fall depends on the model:
         # calibrated for the bundled USE on eval/qa.jsonl; a rough default for others.
         low, span = _DENSE_CALIBRATION.get(self.embedder.name, (0.5, 0.4))
@@ -461,6 +488,13 @@ def _statement_over_caption(candidates: list[_Candidate], min_evidence: float) -
         if (c.hit.chunk.source, c.hit.chunk.page) == page and not pc.is_label(c.text) and best.terms <= c.terms:
             return c if c.evidence >= min_evidence else best
     return best
+
+
+@functools.lru_cache(maxsize=256)
+def _table_context(page: str) -> dict[str, tuple[str, ...]]:
+    """Each table row of a page, with its header rows and caption (caption first)."""
+    lines = page.split("\n")
+    return {line.strip(): tuple(head) for line, head in zip(lines, pc.table_heads(lines)) if head}
 
 
 def _length(chosen: list[_Candidate]) -> int:

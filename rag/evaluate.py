@@ -233,7 +233,7 @@ def run_baselines(pipeline, items: Sequence[QAItem], k: int = 10) -> dict:
         for item in items:
             t0 = time.perf_counter()
             hits = pipeline.retriever.search(item.question, k=k, mode=mode)
-            answer = pipeline.offline.answer(item.question, hits, titles, pipeline.page_text)
+            answer = pipeline.offline.answer(item.question, hits, titles)
             rows.append(judge(item, answer, [(h.chunk.source, h.chunk.page) for h in hits], (time.perf_counter() - t0) * 1000))
         out[name] = _compact(summarise(rows, k))
     out.update(_vanilla_langchain(pipeline, items))

@@ -287,15 +287,14 @@ class LLMAnswerer:
         question: str,
         hits: list[Hit],
         titles: dict[str, str],
-        page_text: Callable[[str, int], str | None] | None = None,
         query_vector=None,
     ) -> Iterator[str | Answer]:
         """Yield answer text as it arrives, then exactly one final :class:`Answer`.
 
-        ``page_text`` and ``query_vector`` go to the offline answerer when the LLM fails,
+        ``query_vector`` goes to the offline answerer when the LLM fails,
         so the fallback is the usual offline answer, without embedding the question again.
         """
-        fallback = functools.partial(self._fallback, question, hits, titles, page_text, query_vector)
+        fallback = functools.partial(self._fallback, question, hits, titles, query_vector)
         context = hits[: self.context_hits]
         if not context:  # nothing to ground an answer on; the model could only guess
             yield self._abstain(question, hits, titles, [])
@@ -361,9 +360,9 @@ class LLMAnswerer:
         return answer
 
     def _fallback(
-        self, question: str, hits: list[Hit], titles: dict[str, str], page_text, query_vector, failure: Failure
+        self, question: str, hits: list[Hit], titles: dict[str, str], query_vector, failure: Failure
     ) -> Answer:
-        answer = self.offline.answer(question, hits, titles, page_text, query_vector)
+        answer = self.offline.answer(question, hits, titles, query_vector)
         answer.mode = "offline"
         answer.notes.append(failure.note())
         return answer

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 
 from rag.chunking import _SENTENCE
-from rag.normalize import BULLET_START
+from rag.normalize import BULLET_START, CELL_SEPARATOR, SENTENCE_END
 
 # Slides flattened into one line keep their boxes apart with these marks: each box is its own item.
 INLINE_ITEM = re.compile(r"\s*[■□◆◇●]\s*")
@@ -34,6 +34,11 @@ def place_tail(text: str) -> bool:
     return bool(m and PLACE.search(m.group(1)))
 NUMBER = re.compile(r"\d")
 _LIST_REACH = 15  # lines read below a list's heading
+# Lines walked up from a table row to its header: a slide's table has a handful of rows,
+# and a cell spanning several rows puts its lines between them.
+_TABLE_REACH = 10
+
+
 
 
 def sentences(text: str, boxes: bool = True) -> list[str]:
@@ -60,6 +65,32 @@ def find(text: str, sentence: str, near: int = 0) -> int:
     """Where ``sentence`` stands in ``text``: at or after ``near`` if it is there, else anywhere."""
     pos = text.find(sentence, near)
     return pos if pos >= 0 else text.find(sentence)
+
+
+def table_heads(lines: list[str]) -> list[list[str]]:
+    """For each line that is a table row, the header rows above it and the caption over them.
+
+    「5人以下　750万円」 says nothing of 補助上限額 on its own: its column header
+    and the table's caption do.  A header row has cells and no figures; the walk up
+    from a row passes other rows and short cell lines, and stops at a sentence.
+    """
+    heads: list[list[str]] = [[] for _ in lines]
+    for at, line in enumerate(lines):
+        if CELL_SEPARATOR not in line or not NUMBER.search(line):
+            continue
+        for i in range(at - 1, max(-1, at - 1 - _TABLE_REACH), -1):
+            above = lines[i].strip()
+            if not above or above[-1] in SENTENCE_END or len(above) > 60:
+                break
+            if CELL_SEPARATOR in above and not NUMBER.search(above):
+                top = i
+                while top > 0 and CELL_SEPARATOR in lines[top - 1] and not NUMBER.search(lines[top - 1]):
+                    top -= 1
+                if top > 0 and is_label(lines[top - 1].strip()):
+                    top -= 1
+                heads[at] = [x.strip() for x in lines[top : i + 1]]
+                break
+    return heads
 
 
 def is_label(text: str) -> bool:

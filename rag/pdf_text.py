@@ -167,7 +167,8 @@ def page_text(page, number: int) -> PageText:
     for line in lines:
         if _overprinted(line):
             line.text = collapse_overprint(line.text)
-    text = _paragraphs(_merge_rows(_order(lines)))
+    # Rows are merged before and after the interleave: it needs whole rows next to the runs it pairs.
+    text = _paragraphs(_merge_rows(_interleave_cells(_merge_rows(_order(lines)))))
     label = None
     if label_line is not None:
         label = _LABEL.match(unicodedata.normalize("NFKC", label_line.text)).group(1).replace(" ", "")
@@ -668,6 +669,66 @@ def _reading_sort(lines: list[_Line]) -> list[_Line]:
         out.extend(sorted(row, key=lambda line: line.x0))
         rest = [line for line in rest if not any(line is r for r in row)]
     return out
+
+
+def _interleave_cells(lines: list[_Line]) -> list[_Line]:
+    """Two runs of cells read column by column become row by row.
+
+    A table whose first and second columns the XY-cut read apart (beside a cell
+    spanning several rows) comes out 「6～20人 / 21～50人 / 1,000万円 / 1,500万円」;
+    a reader pairs each label with the figure level with it.  Only where a row
+    next to the runs already has its cells at the same positions: that is what
+    tells a table from two captions or wrapped boxes side by side.
+    """
+    out = list(lines)
+    i = 0
+    while i < len(out):
+        for n in range(_MAX_INTERLEAVED, 1, -1):
+            left, right = out[i : i + n], out[i + n : i + 2 * n]
+            if len(right) == n and _column_pair(left, right) and _row_like(out, i, 2 * n, left[0], right[0]):
+                out[i : i + 2 * n] = [line for pair in zip(left, right) for line in pair]
+                i += 2 * n - 1
+                break
+        i += 1
+    return out
+
+
+# Rows of a table read as two columns; longer runs are paragraphs side by side, not cells.
+_MAX_INTERLEAVED = 8
+_MAX_CELL_CHARS = 30
+
+
+def _column_pair(left: list[_Line], right: list[_Line]) -> bool:
+    """Each line of ``right`` is level with and right of the same line of ``left``; both are rows, not wraps."""
+    for a, b in zip(left, right):
+        if a.vertical or b.vertical or not _same_row(a, b) or b.x0 < a.x1:
+            return False
+        if len(a.text) > _MAX_CELL_CHARS or len(b.text) > _MAX_CELL_CHARS:
+            return False
+    for side in (left, right):
+        for upper, lower in zip(side, side[1:]):
+            # Table rows are spaced apart; the lines of one wrapped cell sit close.
+            size = min(upper.size, lower.size)
+            if not 0.5 * size <= upper.y0 - lower.y1 <= 1.2 * size:
+                return False
+    return True
+
+
+def _row_like(lines: list[_Line], start: int, n: int, left: _Line, right: _Line) -> bool:
+    """A line next to ``lines[start:start + n]`` is a row with cells starting where ``left`` and ``right`` do."""
+    for k in (start - 1, start + n):
+        if 0 <= k < len(lines) and not lines[k].vertical:
+            cells = _cell_starts(lines[k])
+            tol = 1.0 * min(left.size, right.size)
+            if abs(cells[0] - left.x0) <= tol and any(abs(x - right.x0) <= tol for x in cells[1:]):
+                return True
+    return False
+
+
+def _cell_starts(line: _Line) -> list[float]:
+    """Left edges of the line's cells (the line itself when it has no cell gap)."""
+    ink = [c for c in line.chars if not c.ch.isspace()]
+    return [ink[0].x0] + [b.x0 for a, b in zip(ink, ink[1:]) if _cell_gap(a, b)] if ink else [line.x0]
 
 
 def _merge_rows(lines: list[_Line]) -> list[_Line]:

@@ -42,7 +42,7 @@ class Pipeline:
         self.embedder = embedder
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
         self._topics: dict[str, frozenset[str]] = {}
-        self.offline = OfflineAnswerer(settings.answer, embedder, self.topic)
+        self.offline = OfflineAnswerer(settings.answer, embedder, self.topic, self.page_text)
         self._llm = None
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
         self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
@@ -145,13 +145,13 @@ class Pipeline:
         t1 = time.perf_counter()
         if use_llm:
             answer = None
-            for item in self.llm.stream(query.text, hits, self._titles, self.page_text, query_vector):
+            for item in self.llm.stream(query.text, hits, self._titles, query_vector):
                 if isinstance(item, Answer):
                     answer = item
                 else:
                     yield item
         else:
-            answer = self.offline.answer(query.text, hits, self._titles, self.page_text, query_vector)
+            answer = self.offline.answer(query.text, hits, self._titles, query_vector)
         t2 = time.perf_counter()
         answer.question = question
         answer.standalone_question = query.text if query.text != validate_question(question) else None
