@@ -87,6 +87,10 @@ class Pipeline:
             self._topics[source] = frozenset(w for w in words if not any(ch.isdigit() for ch in w))
         return self._topics[source]
 
+    def topics(self) -> dict[str, frozenset[str]]:
+        """Every indexed document's :meth:`topic`."""
+        return {source: self.topic(source) for source in self._titles}
+
     def page_text(self, source: str, page: int) -> str | None:
         """A page's text from the index (the answerers read past their chunk with it)."""
         found = self.index.get_page(source, page)
@@ -135,9 +139,9 @@ class Pipeline:
         use_llm = self.llm is not None if use_llm is None else (use_llm and self.llm is not None)
         if use_llm and history:
             standalone = self.llm.condense(question, list(history))
-            query = prepare(standalone, use_synonyms=self.settings.retrieval.use_synonyms)
+            query = prepare(standalone, use_synonyms=self.settings.retrieval.use_synonyms, topics=self.topics())
         else:
-            query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms)
+            query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms, topics=self.topics())
         query_vector = self.embedder.embed_query_array(query.text)
         hits = self.retriever.search(query, k=k, sources=sources or None, query_vector=query_vector)
         if self.settings.retrieval.sentence_rerank and self.retriever.reranker is None:
