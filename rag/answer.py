@@ -26,6 +26,8 @@ _NUMBER = pc.NUMBER
 _YEAR_Q = re.compile(r"いつ|何年|何月|時期|期限|期間|まで[にの]?$|年度")
 _AMOUNT_Q = re.compile(r"何|いくら|幾ら|どれくらい|どのくらい|どの程度|割合|率|数|目標|KPI|規模|上限|金額")
 _YEAR = re.compile(r"(?<!\d)(20\d\d|19\d\d)(?!\d)")
+# An edition or round of a scheme: 第20次公募, 第17回受付締切.
+_ORDINAL = re.compile(r"第\s*(\d+)\s*([次回期号弾])")
 # What kind of number a question asks for, and how the documents write it.
 _EXPECTED_UNIT = (
     (re.compile(r"いくら|金額|予算|費用|運賃|報酬|上限額|単価|何円|何万円"), re.compile(r"\d\s*(?:万|億|千)?円")),
@@ -99,6 +101,7 @@ class _Asks:
     name: bool  # "名前は？"
     goal: bool  # "目標は？", "何人まで増やす？"
     list: bool  # "どのような取組？", "4つの施策は？"
+    ordinals: frozenset[tuple[str, str]] = frozenset()  # ("21", "次") for 「第21次公募」
 
     @classmethod
     def of(cls, question: str) -> _Asks:
@@ -112,6 +115,7 @@ class _Asks:
             name=bool(_NAME_Q.search(question)),
             goal=bool(_GOAL_Q.search(question)),
             list=bool(_LIST_Q.search(question)),
+            ordinals=frozenset(_ORDINAL.findall(question)),
         )
 
     def focus(self) -> list[re.Pattern]:
@@ -201,7 +205,7 @@ class OfflineAnswerer:
             c.evidence *= c.mismatch
         # A list question reads on from a caption to its items (_read_around); any other is answered by a statement.
         best = candidates[0] if asks.list else _statement_over_caption(candidates, self.settings.min_evidence)
-        if best.evidence < self.settings.min_evidence:
+        if best.evidence < self.settings.min_evidence or _other_edition(asks, candidates) or _only_name(best, candidates, terms, alternatives):
             abstained = self.abstain(question, hits, titles)
             abstained.evidence = best.evidence
             return abstained
@@ -495,6 +499,37 @@ def _table_context(page: str) -> dict[str, tuple[str, ...]]:
     """Each table row of a page, with its header rows and caption (caption first)."""
     lines = page.split("\n")
     return {line.strip(): tuple(head) for line, head in zip(lines, pc.table_heads(lines)) if head}
+
+
+def _other_edition(asks: _Asks, candidates: list[_Candidate]) -> bool:
+    """The question asks about an edition (第21次) the passages never name, while they name others (第20次).
+
+    The documents then describe another round of the scheme: its dates and amounts
+    would answer a question nobody asked.
+    """
+    for number, counter in asks.ordinals:
+        named = [n for c in candidates for n, k in _ORDINAL.findall(c.text) if k == counter]
+        if named and number not in named:
+            return True
+    return False
+
+
+def _only_name(best: _Candidate, candidates: list[_Candidate], terms: list[str], alternatives: dict[str, set[str]]) -> bool:
+    """The passages share only the document's name with the question, none of what it asks about.
+
+    「音威子府村の村長は誰？」: every sentence of the village's document is about the
+    village; when none of the passages found mentions 村長 (in a sentence, a heading
+    or a table header), the document does not say who the mayor is.  Not for a
+    cover: 「…戦略はいつ、どの組織が作成した資料？」 asks about the document itself.
+    """
+    asked = [t for t in terms if not alternatives[t] & best.topic]
+    if not asked or best.hit.chunk.page == 1:
+        return False
+    for c in candidates:
+        around = c.terms | c.context | _words(c.hit.chunk.heading)
+        if any(alternatives[t] & around for t in asked):
+            return False
+    return True
 
 
 def _length(chosen: list[_Candidate]) -> int:
