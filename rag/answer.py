@@ -40,7 +40,11 @@ _EXPECTED_UNIT = (
 _PLACE_Q = re.compile(r"どこ(?!まで|から)|どの(?:自治体|地域|市|町|県|都市)|(?:自治体|市|町|村|県|都市|地域|市町村)(?:は|を|が)[?？]?$")
 _GOAL_Q = re.compile(r"目標|目指|増やす|減らす|までに")
 _GOAL = re.compile(r"までに|まで[)）]|目標|目指")
-_ANAPHORA = re.compile(r"(?:この|その|これらの?|それらの?|こうした|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)")
+_ANAPHORA = re.compile(
+    r"(?:この|その|これらの?|それらの?|こうした|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)"
+    # 「特に10万円を超える支払いは…」 narrows the rule stated just before it.
+    r"|(?:特に|ただし|但し)"
+)
 _LIST_Q = re.compile(r"挙げ|ごと|毎の|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
 # A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
 _PREFECTURE = re.compile(rf"{pc.PREFECTURE}(?:[一-龥]{{1,4}}?[市区町村])?")
@@ -244,16 +248,16 @@ class OfflineAnswerer:
             heads = _table_context(self._page(hit.chunk)) if pc.CELL_SEPARATOR in hit.chunk.text else {}
             previous = None
             for sentence in pc.sentences(hit.chunk.text):
-                texts = [sentence]
+                text = sentence
                 if previous and _ANAPHORA.match(sentence) and f"{previous}{sentence}" in hit.chunk.text:
-                    # "この場合、月4.2万円まで無償。" means nothing without the sentence it refers to.
-                    texts.append(f"{previous}{sentence}")
+                    # "この場合、月4.2万円まで無償。" means nothing without the sentence it refers to,
+                    # and quoted alone it loses the rule it narrows ("原則銀行振込。特に…").
+                    text = f"{previous}{sentence}"
                 previous = sentence
-                for text in texts:
-                    if text in seen:
-                        continue
-                    seen.add(text)
-                    out.append(_Candidate(rank, hit, text, _words(text), topic, heads.get(text, ()), char_bigrams(text)))
+                if text in seen:
+                    continue
+                seen.add(text)
+                out.append(_Candidate(rank, hit, text, _words(text), topic, heads.get(text, ()), char_bigrams(text)))
         return out
 
     def _page(self, chunk: Chunk) -> str:
