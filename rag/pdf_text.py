@@ -731,6 +731,28 @@ def _cell_starts(line: _Line) -> list[float]:
     return [ink[0].x0] + [b.x0 for a, b in zip(ink, ink[1:]) if _cell_gap(a, b)] if ink else [line.x0]
 
 
+def _centred_label(label: _Line, value: _Line) -> bool:
+    """A row label centred on a cell of two lines: level with neither, overlapping the first.
+
+    「インボイス特例」 beside 「50万円上乗せ※」 over its note sits half a line lower
+    than the figure; a column gap away, it is still that figure's row.
+    """
+    overlap = min(label.y1, value.y1) - max(label.y0, value.y0)
+    return (
+        overlap >= _CENTRED_OVERLAP * min(label.height, value.height)
+        and _cell_gap(label, value)
+        and abs(label.size - value.size) <= 0.15 * min(label.size, value.size)
+        # A label is words, short (a chart's numbers and a table's wrapped cells are not labels).
+        and len(label.text) <= _MAX_CELL_CHARS
+        and not any(ch.isdigit() for ch in label.text)
+        and sum(_VERTICAL_OK.match(ch) is not None for ch in label.text) >= 2
+    )
+
+
+# Measured on the real PDFs: a centred label overlaps its figure by 0.43 of a line.
+_CENTRED_OVERLAP = 0.3
+
+
 def _merge_rows(lines: list[_Line]) -> list[_Line]:
     """Consecutive pieces of one row (table cells, label and value) become one line."""
     out: list[_Line] = []
@@ -740,7 +762,7 @@ def _merge_rows(lines: list[_Line]) -> list[_Line]:
             prev is not None
             and not prev.vertical
             and not line.vertical
-            and _same_row(prev, line)
+            and (_same_row(prev, line) or _centred_label(prev, line))
             and line.x0 >= prev.x1 - 0.5 * min(prev.size, line.size)
         ):
             merged = _Line(prev.chars + line.chars)
@@ -833,9 +855,13 @@ def _block_text(block: list[_Line]) -> list[str]:
 
 
 def _joins(prev: _Line, line: _Line, right: float, margin: bool) -> bool:
-    if "\t" in line.text or starts_item(line.text):
-        return False  # a table row or a new item
     last, first = prev.text[-1:], line.text[:1]
+    if starts_item(line.text):
+        return False  # a new item
+    if "\t" in line.text:
+        # A table row, unless the line above breaks off mid-phrase: the first cell's
+        # wrapped start (「住宅宿泊事業者の」 over 「改装関係　住宅宿泊事業法…」).
+        return "\t" not in prev.text and last in _PARTICLES + "、,，・" and len(prev.text) >= 6
     if last in SENTENCE_END:
         return False  # a sentence ends where the line does: keep the author's break
     # A line that stops short of the edge ends an item or a paragraph, unless it

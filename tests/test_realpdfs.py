@@ -230,9 +230,13 @@ def test_the_name_of_the_scheme_does_not_make_a_sentence_the_answer(real_pipelin
     assert answer.found and "2025年7月25日" in answer.text, answer.text
     assert ("04_monozukuri20_koubo_gaiyou_ppt.pdf", 3) in {(c.source, c.page) for c in answer.citations}
 
+    # The answerer on its own: the passages of a search that keeps the name in its words
+    # (no scoping to the named document), scored with and without the title words.
+    hits = real_pipeline.retriever.search(question)
+    assert "2025年7月25日" in real_pipeline.offline.answer(question, hits).text
     topic, real_pipeline.offline.topic = real_pipeline.offline.topic, None
-    try:  # the same question scored on each sentence's own words
-        assert "2025年7月25日" not in real_pipeline.ask(question).text
+    try:  # the same passages scored on each sentence's own words
+        assert "2025年7月25日" not in real_pipeline.offline.answer(question, hits).text
     finally:
         real_pipeline.offline.topic = topic
 
