@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from rag import page_context as pc
 from rag.config import AnswerSettings
-from rag.query import key_terms, synonym_groups
+from rag.query import key_terms, synonym_groups, topic_words
 from rag.schema import Answer, Chunk, Citation, Hit
 from rag.tokenize import char_ngrams, content_words
 
@@ -26,8 +26,9 @@ _NUMBER = pc.NUMBER
 _YEAR_Q = re.compile(r"いつ|何年|何月|時期|期限|期間|まで[にの]?$|年度")
 _AMOUNT_Q = re.compile(r"何|いくら|幾ら|どれくらい|どのくらい|どの程度|割合|率|数|目標|KPI|規模|上限|金額")
 _YEAR = re.compile(r"(?<!\d)(20\d\d|19\d\d)(?!\d)")
-# An edition or round of a scheme: 第20次公募, 第17回受付締切.
+# An edition or round of a scheme (第20次公募, 第17回受付締切), and a variant of it (一般型, 通常枠).
 _ORDINAL = re.compile(r"第\s*(\d+)\s*([次回期号弾])")
+_VARIANT = re.compile(r"([一-龥ァ-ヶー]{2,6}?)([型枠])")
 # What kind of number a question asks for, and how the documents write it.
 _EXPECTED_UNIT = (
     (re.compile(r"いくら|金額|予算|費用|運賃|報酬|上限額|単価|何円|何万円"), re.compile(r"\d\s*(?:万|億|千)?円")),
@@ -60,6 +61,7 @@ _SECONDARY_MAX_CHARS = 150
 _RANK_PRIOR = 0.3
 # What a table's header and caption count for in a row's evidence (a heading counts half).
 _CONTEXT_SHARE = 1.0
+_ROW_TIE = 0.01
 _DENSE_RERANK = 12  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
 _DENSE_SHARE = 0.35
 # (cosine of unrelated text, spread up to a clear answer) per embedder; USE measured on eval/qa.jsonl.
@@ -106,6 +108,7 @@ class _Asks:
     goal: bool  # "目標は？", "何人まで増やす？"
     list: bool  # "どのような取組？", "4つの施策は？"
     ordinals: frozenset[tuple[str, str]] = frozenset()  # ("21", "次") for 「第21次公募」
+    variants: frozenset[tuple[str, str]] = frozenset()  # ("創業", "型") for 「創業型の補助上限額」
 
     @classmethod
     def of(cls, question: str) -> _Asks:
@@ -120,6 +123,7 @@ class _Asks:
             goal=bool(_GOAL_Q.search(question)),
             list=bool(_LIST_Q.search(question)),
             ordinals=frozenset(_ORDINAL.findall(question)),
+            variants=frozenset(_VARIANT.findall(question)),
         )
 
     def focus(self) -> list[re.Pattern]:
@@ -162,13 +166,13 @@ class OfflineAnswerer:
         self,
         settings: AnswerSettings | None = None,
         embedder=None,
-        topic: Callable[[str], frozenset[str]] | None = None,
+        cover: Callable[[str], str] | None = None,
         page_text: Callable[[str, int], str | None] | None = None,
     ):
         """``embedder`` (an :class:`rag.embeddings.IndexEmbedder`) adds sentence-level dense similarity,
         which catches paraphrases that share no words with the question.
 
-        ``topic(source)``: the words of a document's title and cover.  A question names
+        ``cover(source)``: a document's title and the title block of its first page.  A question names
         the document it is about (「ものづくり補助金の…」); that name identifies the
         document, not the sentence, so every sentence of the document counts as
         having it.  Otherwise the cover and the notices that repeat the name outscore
@@ -179,7 +183,7 @@ class OfflineAnswerer:
         """
         self.settings = settings or AnswerSettings()
         self.embedder = embedder
-        self.topic = topic
+        self.cover = cover
         self.page_text = page_text
 
     def answer(
@@ -209,11 +213,29 @@ class OfflineAnswerer:
             c.evidence *= c.mismatch
         # A list question reads on from a caption to its items (_read_around); any other is answered by a statement.
         best = candidates[0] if asks.list else _statement_over_caption(candidates, self.settings.min_evidence)
-        if best.evidence < self.settings.min_evidence or _other_edition(asks, candidates) or _only_name(best, candidates, terms, alternatives):
+        cover = self.cover(best.hit.chunk.source) if self.cover else ""
+        if (
+            best.evidence < self.settings.min_evidence
+            or _other_edition(asks, candidates, cover)
+            or _only_name(best, candidates, terms, alternatives)
+        ):
             abstained = self.abstain(question, hits, titles)
             abstained.evidence = best.evidence
             return abstained
         chosen = self._read_around(best, asks)
+        if best.head and not asks.list:
+            # Rows the question cannot tell apart are all its answer: 「特例を使うと
+            # いくら上乗せ？」 fits the row of each 特例 equally.
+            page = (best.hit.chunk.source, best.hit.chunk.page)
+            chosen += [
+                c
+                for c in candidates
+                if c is not best
+                and c.head == best.head
+                and (c.hit.chunk.source, c.hit.chunk.page) == page
+                and c.score >= best.score - _ROW_TIE
+                and all(c.text != x.text for x in chosen)
+            ]
         self._add_support(chosen, best, candidates, alternatives, weights, asks)
         answer = self._compose(question, chosen, hits, titles, terms, asks.focus())
         answer.evidence = best.evidence
@@ -244,7 +266,7 @@ class OfflineAnswerer:
         seen: set[str] = set()
         out: list[_Candidate] = []
         for rank, hit in enumerate(hits):
-            topic = self.topic(hit.chunk.source) if self.topic else frozenset()
+            topic = topic_words(self.cover(hit.chunk.source)) if self.cover else frozenset()
             heads = _table_context(self._page(hit.chunk)) if pc.CELL_SEPARATOR in hit.chunk.text else {}
             previous = None
             for sentence in pc.sentences(hit.chunk.text):
@@ -505,15 +527,23 @@ def _table_context(page: str) -> dict[str, tuple[str, ...]]:
     return {line.strip(): tuple(head) for line, head in zip(lines, pc.table_heads(lines)) if head}
 
 
-def _other_edition(asks: _Asks, candidates: list[_Candidate]) -> bool:
-    """The question asks about an edition (第21次) the passages never name, while they name others (第20次).
+def _other_edition(asks: _Asks, candidates: list[_Candidate], cover: str) -> bool:
+    """The question asks about another edition or variant of the scheme than the documents describe.
 
-    The documents then describe another round of the scheme: its dates and amounts
-    would answer a question nobody asked.
+    「第21次公募の締切」 where the passages and the cover name only 第20次;
+    「創業型の補助上限額」 where the cover says the document is the guide to 一般型.
+    The dates and amounts found would answer a question nobody asked.
     """
     for number, counter in asks.ordinals:
-        named = [n for c in candidates for n, k in _ORDINAL.findall(c.text) if k == counter]
+        named = [n for text in [cover] + [c.text for c in candidates] for n, k in _ORDINAL.findall(text) if k == counter]
         if named and number not in named:
+            return True
+    # Passages mention sibling variants in passing (「創業型に申請中の事業者でないこと」):
+    # only the cover says which one the document is about.
+    covered = _VARIANT.findall(cover)
+    for stem, kind in asks.variants:
+        named = [s for s, k in covered if k == kind]
+        if named and not any(stem in s or s in stem for s in named):
             return True
     return False
 

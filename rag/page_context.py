@@ -37,6 +37,7 @@ _LIST_REACH = 15  # lines read below a list's heading
 # Lines walked up from a table row to its header: a slide's table has a handful of rows,
 # and a cell spanning several rows puts its lines between them.
 _TABLE_REACH = 10
+_ASKS_ABOVE = ("?", "？", ":", "：")
 
 
 
@@ -80,6 +81,9 @@ def table_heads(lines: list[str]) -> list[list[str]]:
             continue
         for i in range(at - 1, max(-1, at - 1 - _TABLE_REACH), -1):
             above = lines[i].strip()
+            if above.endswith(_ASKS_ABOVE) and len(above) <= 40:
+                heads[at] = [above]  # a slide's table under the question it answers: 「補助率・補助上限額は？」
+                break
             if not above or above[-1] in SENTENCE_END or len(above) > 60:
                 break
             if CELL_SEPARATOR in above and not NUMBER.search(above):

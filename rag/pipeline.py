@@ -17,19 +17,21 @@ from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
 from rag.index import LocalIndex
 from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
-from rag.query import prepare, validate_question
+from rag.query import prepare, topic_words, validate_question
 from rag.retrieve import HybridRetriever, Reranker
 from rag.schema import Answer, Citation
-from rag.tokenize import content_words
 
 _TITLE_LINES = 3
+_SUBTITLE_OPEN = ("<", "＜", "〈", "《", "【", "[")
 
 
 def _title_block(text: str) -> list[str]:
     """The first lines of a page up to its first sentence, list item or table row: a cover's title and subtitle."""
     out = []
     for line in text.split("\n")[:_TITLE_LINES]:
-        if len(line) > 100 or line.endswith(tuple(SENTENCE_END)) or starts_item(line) or CELL_SEPARATOR in line:
+        # A bracketed line under a title names its variant (「<一般型通常枠>」), not a list item.
+        item = starts_item(line) and not line.startswith(_SUBTITLE_OPEN)
+        if len(line) > 100 or line.endswith(tuple(SENTENCE_END)) or item or CELL_SEPARATOR in line:
             break
         out.append(line)
     return out
@@ -41,8 +43,8 @@ class Pipeline:
         self.index = index
         self.embedder = embedder
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
-        self._topics: dict[str, frozenset[str]] = {}
-        self.offline = OfflineAnswerer(settings.answer, embedder, self.topic, self.page_text)
+        self._covers: dict[str, str] = {}
+        self.offline = OfflineAnswerer(settings.answer, embedder, self.cover, self.page_text)
         self._llm = None
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
         self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
@@ -72,20 +74,20 @@ class Pipeline:
     def titles(self) -> dict[str, str]:
         return self._titles
 
-    def topic(self, source: str) -> frozenset[str]:
-        """Content words of a document's title and the title block of its first page (its cover).
-
-        Figures are left out: a date on a cover names nothing.  One-character words stay
-        (補助金 is 補助 + 金 to the tokenizer).
-        """
-        if source not in self._topics:
-            cover = self.index.get_page(source, 1)
+    def cover(self, source: str) -> str:
+        """A document's title and the title block of its first page: what the document is."""
+        if source not in self._covers:
+            page = self.index.get_page(source, 1)
             title = self._titles.get(source, source)
-            lines = [title if title != source else "", *_title_block(cover.text if cover else "")]
-            words = content_words("\n".join(lines))
+            # A file with no title metadata is titled by its file name, which names nothing a reader asks for.
+            named = title not in (source, Path(source).stem)
             # Two threads may compute the same entry at once; both store the same value.
-            self._topics[source] = frozenset(w for w in words if not any(ch.isdigit() for ch in w))
-        return self._topics[source]
+            self._covers[source] = "\n".join([title if named else "", *_title_block(page.text if page else "")]).strip()
+        return self._covers[source]
+
+    def topic(self, source: str) -> frozenset[str]:
+        """The words of a document's :meth:`cover` (:func:`rag.query.topic_words`)."""
+        return topic_words(self.cover(source))
 
     def topics(self) -> dict[str, frozenset[str]]:
         """Every indexed document's :meth:`topic`."""

@@ -142,6 +142,15 @@ def topic_phrases(text: str) -> list[str]:
     return phrases
 
 
+@lru_cache(maxsize=1024)
+def topic_words(cover: str) -> frozenset[str]:
+    """Content words of a document's cover, figures left out: a date on a cover names nothing.
+
+    One-character words stay (補助金 is 補助 + 金 to the tokenizer).
+    """
+    return frozenset(w for w in content_words(cover) if not any(ch.isdigit() for ch in w))
+
+
 # Shortest name taken for a document's: 音威子府村, 持続化補助金 (measured on both eval sets).
 _MIN_NAME_CHARS = 5
 

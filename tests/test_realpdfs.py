@@ -234,11 +234,11 @@ def test_the_name_of_the_scheme_does_not_make_a_sentence_the_answer(real_pipelin
     # (no scoping to the named document), scored with and without the title words.
     hits = real_pipeline.retriever.search(question)
     assert "2025年7月25日" in real_pipeline.offline.answer(question, hits).text
-    topic, real_pipeline.offline.topic = real_pipeline.offline.topic, None
+    cover, real_pipeline.offline.cover = real_pipeline.offline.cover, None
     try:  # the same passages scored on each sentence's own words
         assert "2025年7月25日" not in real_pipeline.offline.answer(question, hits).text
     finally:
-        real_pipeline.offline.topic = topic
+        real_pipeline.offline.cover = cover
 
 
 def test_questions_over_the_real_pdfs_stay_above_their_floors(real_pipeline):
