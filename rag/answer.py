@@ -414,7 +414,9 @@ class OfflineAnswerer:
             if c.score < (0.6 if same_place_elsewhere else 0.8) * best.score or len(c.text) > _SECONDARY_MAX_CHARS:
                 continue
             adds_terms = any(alternatives[t] & c.terms and not alternatives[t] & covered_terms for t in weights)
-            if not (adds_terms or other_page):
+            # "どんな場合？": the next item of the list the best one stands in is another case.
+            next_item = asks.list and any(_follows(c, x) for x in chosen)
+            if not (adds_terms or other_page or next_item):
                 continue
             if used + min(len(c.text), _MAX_SENTENCE_CHARS) > self.settings.max_chars:
                 continue
@@ -564,6 +566,14 @@ def _only_name(best: _Candidate, candidates: list[_Candidate], terms: list[str],
         if any(alternatives[t] & around for t in asked):
             return False
     return True
+
+
+def _follows(c: _Candidate, x: _Candidate) -> bool:
+    """``c`` starts the line right after the one ``x`` ends, in the same passage."""
+    text = c.hit.chunk.text
+    if c.hit.chunk.id != x.hit.chunk.id or (at := text.find(x.text)) < 0:
+        return False
+    return text.startswith("\n" + c.text, at + len(x.text))
 
 
 def _length(chosen: list[_Candidate]) -> int:
