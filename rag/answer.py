@@ -78,6 +78,7 @@ class _Candidate:
     topic: frozenset[str] = frozenset()
     # A table row's caption and header rows: 「5人以下　750万円」 is about 補助上限額.
     head: tuple[str, ...] = ()
+    header: bool = False  # the header row of a table (「基本要件の種類　基準値　達成する時点」)
     bigrams: frozenset[str] = frozenset()
     score: float = 0.0
     evidence: float = 0.0
@@ -279,7 +280,18 @@ class OfflineAnswerer:
                 if text in seen:
                     continue
                 seen.add(text)
-                out.append(_Candidate(rank, hit, text, _words(text), topic, heads.get(text, ()), char_bigrams(text)))
+                out.append(
+                    _Candidate(
+                        rank,
+                        hit,
+                        text,
+                        _words(text),
+                        topic,
+                        head=heads.get(text, ()),
+                        header=any(head[-1] == text for head in heads.values()),
+                        bigrams=char_bigrams(text),
+                    )
+                )
         return out
 
     def _page(self, chunk: Chunk) -> str:
@@ -328,8 +340,8 @@ class OfflineAnswerer:
             if len(c.text) > 200:
                 # Flattened tables make very long "sentences" that match many words by chance.
                 score -= 0.1 + 0.3 * min(1.0, (len(c.text) - 200) / 400)
-            if asks.list and c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40:
-                score += 0.15  # "<国家試験>" heads the list asked for; its items follow it
+            if asks.list and (c.header or c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40):
+                score += 0.15  # "<国家試験>" or a table's header heads the list asked for; its items follow it
             elif len(c.text) < 12 and not c.context:
                 score -= 0.2  # a bare heading answers nothing; a short table row under its header does
             # A question about 北海道 is not answered by a sentence about another prefecture,
@@ -367,7 +379,10 @@ class OfflineAnswerer:
                         break
                     chosen.append(best.neighbour(line))
         head = best.head
-        if head:
+        if best.header and asks.list:
+            # 「基本要件を挙げて」 answered by the header of the table of 基本要件: its rows.
+            chosen += [best.neighbour(row) for row, h in _table_context(text).items() if h[-1] == best.text]
+        elif head:
             # A row quoted without its column header is a pair of bare figures.
             chosen = [best.neighbour(head[-1])] + chosen
             if asks.list:

@@ -38,6 +38,7 @@ _LIST_REACH = 15  # lines read below a list's heading
 # and a cell spanning several rows puts its lines between them.
 _TABLE_REACH = 10
 _ASKS_ABOVE = ("?", "？", ":", "：")
+_TABLE_NOTE = ("・", "※")
 
 
 
@@ -84,6 +85,8 @@ def table_heads(lines: list[str]) -> list[list[str]]:
             if above.endswith(_ASKS_ABOVE) and len(above) <= 40:
                 heads[at] = [above]  # a slide's table under the question it answers: 「補助率・補助上限額は？」
                 break
+            if above.startswith(_TABLE_NOTE) and len(above) <= 60:
+                continue  # 「・P9「…」をご参照ください。」 between two rows
             if not above or above[-1] in SENTENCE_END or len(above) > 60:
                 break
             if CELL_SEPARATOR in above and not NUMBER.search(above):
