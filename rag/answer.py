@@ -46,7 +46,7 @@ _ANAPHORA = re.compile(
     # 「特に10万円を超える支払いは…」 narrows the rule stated just before it.
     r"|(?:特に|ただし|但し)"
 )
-_LIST_Q = re.compile(r"挙げ|ごと|毎の|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
+_LIST_Q = re.compile(r"挙げ|ごと|毎の|流れ|手順|順番|ステップ|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
 # A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
 _PREFECTURE = re.compile(rf"{pc.PREFECTURE}(?:[一-龥]{{1,4}}?[市区町村])?")
 _NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
@@ -62,6 +62,7 @@ _RANK_PRIOR = 0.3
 # What a table's header and caption count for in a row's evidence (a heading counts half).
 _CONTEXT_SHARE = 1.0
 _ROW_TIE = 0.01
+_SHORT_ITEM = 30
 _DENSE_RERANK = 12  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
 _DENSE_SHARE = 0.35
 # (cosine of unrelated text, spread up to a clear answer) per embedder; USE measured on eval/qa.jsonl.
@@ -399,7 +400,8 @@ class OfflineAnswerer:
             # A heading that echoes the question says where the answer is, not what it is: read on.
             items = pc.sentences_after(text, best.text, near=near)
         for item in items:
-            if _length(chosen) + len(item) > budget or len(chosen) >= 6:
+            # Six lines, or more when they are short steps: a flow of twelve steps is one answer.
+            if _length(chosen) + len(item) > budget or len(chosen) >= (6 if len(item) > _SHORT_ITEM else 16):
                 break
             chosen.append(best.neighbour(item))
         # Lines read from several directions can meet: quote each once.

@@ -186,6 +186,7 @@ def list_items(lines: list[str], at: int | None, sentence: str) -> list[str]:
         return [line.strip() for line in lines[at + 1 : at + 1 + plain]]
     out: list[str] = []
     family = None
+    last = 0
     for n, line in enumerate(lines[at + 1 :]):
         if line.startswith(HEADING_OPEN) or n >= _LIST_REACH:
             break
@@ -200,6 +201,11 @@ def list_items(lines: list[str], at: int | None, sentence: str) -> list[str]:
         family = family or kind
         if kind != family:
             break
+        if kind == "circled":
+            number = _circled(line)
+            if out and number <= last:
+                break  # ① again: the next list (the steps' details under their overview)
+            last = number
         pieces = sentences(line)
         # A line of slide boxes ("A ■ B ■ C") is several items; a bullet with sentences is one.
         for piece in pieces if INLINE_ITEM.search(line) else pieces[:1]:
@@ -208,6 +214,11 @@ def list_items(lines: list[str], at: int | None, sentence: str) -> list[str]:
             if piece != sentence:
                 out.append(piece)
     return out
+
+
+def _circled(line: str) -> int:
+    first = line.lstrip()[:1]
+    return ord(first) - (0x2776 if "\u2776" <= first <= "\u277f" else 0x2460) + 1
 
 
 def sentences_after(text: str, sentence: str, n: int = 3, near: int = 0) -> list[str]:
