@@ -26,6 +26,9 @@ _NUMBER = pc.NUMBER
 _YEAR_Q = re.compile(r"いつ|何年|何月|時期|期限|期間|まで[にの]?$|年度")
 _AMOUNT_Q = re.compile(r"何|いくら|幾ら|どれくらい|どのくらい|どの程度|割合|率|数|目標|KPI|規模|上限|金額")
 _YEAR = re.compile(r"(?<!\d)(20\d\d|19\d\d)(?!\d)")
+# Japanese era years, as the documents write them (「昭和 45 年」, 「平成元年」), and the year before each era's first.
+_ERA_YEAR = re.compile(r"(明治|大正|昭和|平成|令和)\s*(\d{1,2}|元)\s*年")
+_ERA_START = {"明治": 1867, "大正": 1911, "昭和": 1925, "平成": 1988, "令和": 2018}
 # An edition or round of a scheme (第20次公募, 第17回受付締切), and a variant of it (一般型, 通常枠).
 _ORDINAL = re.compile(r"第\s*(\d+)\s*([次回期号弾])")
 _VARIANT = re.compile(r"([一-龥ァ-ヶー]{2,6}?)([型枠])")
@@ -43,8 +46,9 @@ _GOAL_Q = re.compile(r"目標|目指|増やす|減らす|までに")
 _GOAL = re.compile(r"までに|まで[)）]|目標|目指")
 _ANAPHORA = re.compile(
     r"(?:この|その|これらの?|それらの?|こうした|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)"
-    # 「特に10万円を超える支払いは…」 narrows the rule stated just before it.
-    r"|(?:特に|ただし|但し)"
+    # 「特に10万円を超える支払いは…」 narrows the rule stated just before it;
+    # 「これは、国道40号…によるもの」 explains it.
+    r"|(?:特に|ただし|但し|これは|これが)"
 )
 _LIST_Q = re.compile(r"挙げ|ごと|毎の|流れ|手順|順番|ステップ|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は")
 # A prefecture, optionally with its municipality, as named in a question (北海道, 茨城県境町).
@@ -116,7 +120,7 @@ class _Asks:
     def of(cls, question: str) -> _Asks:
         return cls(
             numeric=bool(_AMOUNT_Q.search(question) or _YEAR_Q.search(question)),
-            years=frozenset(_YEAR.findall(question)),
+            years=years_in(question),
             units=tuple(pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)),
             unit_words=tuple(u for u in _UNITS if u in question),
             places=frozenset(m.group(0) for m in _PREFECTURE.finditer(question)) - {"都道府県"},
@@ -131,6 +135,13 @@ class _Asks:
     def focus(self) -> list[re.Pattern]:
         """What a trimmed quote must keep in view."""
         return list(self.units) + [re.compile(y) for y in self.years] + ([pc.PLACE] if self.place else [])
+
+
+@functools.lru_cache(maxsize=8192)
+def years_in(text: str) -> frozenset[str]:
+    """The years a text names, era years as western ones: 「昭和45年」 is 1970, the same as 「1970年」."""
+    era = {str(_ERA_START[e] + (1 if n == "元" else int(n))) for e, n in _ERA_YEAR.findall(text)}
+    return frozenset(_YEAR.findall(text)) | era
 
 
 # Reranking and answering read the same sentences; tokenising each once keeps a question near 50 ms.
@@ -328,7 +339,7 @@ class OfflineAnswerer:
                 score += 0.08
                 if any(re.search(rf"\d[\d,.]*\s*{re.escape(u)}", c.text) for u in asks.unit_words):
                     score += 0.12
-            if asks.years and asks.years <= set(_YEAR.findall(c.text)):
+            if asks.years and asks.years <= years_in(c.text):
                 score += 0.1
             if asks.goal and _NUMBER.search(c.text) and _GOAL.search(c.text):
                 score += 0.1  # "何人まで増やす目標？" is answered by the target, not by today's count
@@ -338,9 +349,11 @@ class OfflineAnswerer:
                 score += 0.15
             if asks.name and _NAME.search(c.text):
                 score += 0.05
-            if len(c.text) > 200:
-                # Flattened tables make very long "sentences" that match many words by chance.
-                score -= 0.1 + 0.3 * min(1.0, (len(c.text) - 200) / 400)
+            # Flattened tables make very long "sentences" that match many words by chance
+            # (a sentence quoted with the one it refers to is two sentences, not one long one).
+            longest = max(len(s) for s in c.text.split("。"))
+            if longest > 200:
+                score -= 0.1 + 0.3 * min(1.0, (longest - 200) / 400)
             if asks.list and (c.header or c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40):
                 score += 0.15  # "<国家試験>" or a table's header heads the list asked for; its items follow it
             elif len(c.text) < 12 and not c.context:
@@ -349,7 +362,7 @@ class OfflineAnswerer:
             # one about 2030 not by a sentence about 2027, "いくら" not by one with no amount.
             if asks.places and not any(p in c.text for p in asks.places):
                 c.mismatch *= 0.7
-            if asks.years and not asks.years <= set(_YEAR.findall(c.text)):
+            if asks.years and not asks.years <= years_in(c.text):
                 c.mismatch *= 0.6
                 score -= 0.15
             if asks.units and not any(u.search(c.text) for u in asks.units):
@@ -404,6 +417,12 @@ class OfflineAnswerer:
             if _length(chosen) + len(item) > budget or len(chosen) >= (6 if len(item) > _SHORT_ITEM else 16):
                 break
             chosen.append(best.neighbour(item))
+        if not items:
+            # 「…昭和45年には人口が大きく減少しています。」 is followed by 「これは、国道40号…」:
+            # the sentence that explains or narrows it belongs with it, even past the chunk's end.
+            after = pc.sentences_after(text, best.text, n=1, near=near)
+            if after and _ANAPHORA.match(after[0]) and _length(chosen) + len(after[0]) <= budget:
+                chosen.append(best.neighbour(after[0]))
         # Lines read from several directions can meet: quote each once.
         seen: set[str] = set()
         return [c for c in chosen if not (c.text in seen or seen.add(c.text))]
