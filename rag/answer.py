@@ -349,11 +349,9 @@ class OfflineAnswerer:
                 score += 0.15
             if asks.name and _NAME.search(c.text):
                 score += 0.05
-            # Flattened tables make very long "sentences" that match many words by chance
-            # (a sentence quoted with the one it refers to is two sentences, not one long one).
-            longest = max(len(s) for s in c.text.split("。"))
-            if longest > 200:
-                score -= 0.1 + 0.3 * min(1.0, (longest - 200) / 400)
+            if len(c.text) > 200:
+                # Flattened tables make very long "sentences" that match many words by chance.
+                score -= 0.1 + 0.3 * min(1.0, (len(c.text) - 200) / 400)
             if asks.list and (c.header or c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40):
                 score += 0.15  # "<国家試験>" or a table's header heads the list asked for; its items follow it
             elif len(c.text) < 12 and not c.context:
