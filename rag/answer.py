@@ -238,8 +238,12 @@ class OfflineAnswerer:
         chosen = self._read_around(best, asks)
         if best.head and not asks.list:
             # Rows the question cannot tell apart are all its answer: 「特例を使うと
-            # いくら上乗せ？」 fits the row of each 特例 equally.
+            # いくら上乗せ？」 fits the row of each 特例 equally, by the same words.
             page = (best.hit.chunk.source, best.hit.chunk.page)
+
+            def matched(c: _Candidate) -> frozenset[str]:
+                return frozenset(t for t in weights if alternatives[t] & (c.terms | c.topic | c.context))
+
             chosen += [
                 c
                 for c in candidates
@@ -247,6 +251,7 @@ class OfflineAnswerer:
                 and c.head == best.head
                 and (c.hit.chunk.source, c.hit.chunk.page) == page
                 and c.score >= best.score - _ROW_TIE
+                and matched(c) == matched(best)
                 and all(c.text != x.text for x in chosen)
             ]
         self._add_support(chosen, best, candidates, alternatives, weights, asks)
