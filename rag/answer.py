@@ -410,9 +410,10 @@ class OfflineAnswerer:
         if figure and _length(chosen) + len(figure) <= budget:
             chosen.append(best.neighbour(figure))
         items: list[str] = []
-        if asks.list and pc.introduces_list(lines, at, best.text):
+        in_table = bool(head) or best.header  # its rows are read above; the lines under a table are not its items
+        if asks.list and not in_table and pc.introduces_list(lines, at, best.text):
             items = pc.list_items(lines, at, best.text)
-        if not items and pc.is_label(best.text) and not (asks.numeric and _NUMBER.search(best.text)):
+        if not items and not in_table and pc.is_label(best.text) and not (asks.numeric and _NUMBER.search(best.text)):
             # A heading that echoes the question says where the answer is, not what it is: read on.
             items = pc.sentences_after(text, best.text, near=near)
         for item in items:
