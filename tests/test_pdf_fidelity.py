@@ -249,6 +249,34 @@ def test_wrapped_lines_join_into_one_paragraph_while_items_and_cells_stay_apart(
     ]
 
 
+def test_a_row_label_centred_on_a_two_line_cell_stays_in_its_row(tmp_path):
+    """「インボイス特例」 is centred on a cell of two lines: the figure and a note under it.
+
+    Level with neither line, it was read as a line of its own, apart from its figure.
+    """
+    path = tmp_path / "centred.pdf"
+    c = canvas.Canvas(str(path), pagesize=(540, 780))
+    _draw(c, 180, 740, "補助率・補助上限額は？", 18)
+    _draw(c, 80, 700, "補助率", 10)
+    _draw(c, 180, 700, "2/3（赤字事業者は3/4）", 10)
+    _draw(c, 75, 680, "補助上限", 10)
+    _draw(c, 180, 680, "50万円", 10)
+    for y, label, figure, note in ((643, "インボイス特例", "50万円上乗せ※", "P.5"), (605, "賃金引上げ特例", "150万円上乗せ※", "P.6")):
+        _draw(c, 60, y, label, 10.6)
+        _draw(c, 295, y + 7, figure, 10)  # half a line above the label...
+        _draw(c, 182, y - 6, f"※ただし、要件（{note}参照）を満たしている場合に限る", 10)  # ...its note half a line below
+    c.showPage()
+    c.save()
+
+    lines = _lines_of(load_document(path, "centred.pdf"))
+    assert lines[3:] == [
+        "インボイス特例\u300050万円上乗せ※",
+        "・ただし、要件(P.5参照)を満たしている場合に限る",
+        "賃金引上げ特例\u3000150万円上乗せ※",
+        "・ただし、要件(P.6参照)を満たしている場合に限る",
+    ]
+
+
 def test_private_use_and_dingbat_bullets_become_the_japanese_bullet(tmp_path):
     path = tmp_path / "bullets.pdf"
     c = canvas.Canvas(str(path), pagesize=SLIDE)

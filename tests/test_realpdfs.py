@@ -205,6 +205,20 @@ def test_a_slide_schedule_keeps_its_lines_apart_and_a_wrapped_bullet_is_one_line
     assert "・100万円(税込)を超える支払いは、2者以上の見積が必要です。中古品の購入(50万円(税抜)未満のものであること)については、金額に関わらず、すべて、2者以上からの見積が必須となります。" in guide[12]
 
 
+def test_tables_come_out_row_by_row():
+    # Read off the rendered pages: each label beside the figure level with it.
+    mono = {p.page: p.text.split("\n") for p in _load("04_monozukuri20_koubo_gaiyou_ppt.pdf").pages}
+    # The XY-cut read these two rows column by column (「6~20人 / 21~50人 / 1,000万円1,500万円」):
+    # a cell spanning the rows stands beside them.
+    assert mono[6][3:6] == ["5人以下\u3000750万円", "6~20人\u30001,000万円", "21~50人\u30001,500万円"]
+    guide = {p.page: p.text.split("\n") for p in _load("05_jizokuka_guidebook_ppt.pdf").pages}
+    # A label centred on its figure and the note under it.
+    assert "インボイス特例\u300050万円上乗せ※" in guide[3]
+    assert "賃金引上げ特例\u3000150万円上乗せ※" in guide[3]
+    # A first cell wrapped over two lines, the row's other cells level with its second line.
+    assert "住宅宿泊事業者の改装関係\u3000住宅宿泊事業法第3条第1項の届出書[写し]\u3000○\u3000○\u3000○" in guide[9]
+
+
 @pytest.fixture(scope="module")
 def real_pipeline(tmp_path_factory, embedder):
     from rag.config import Settings
@@ -239,6 +253,16 @@ def test_the_name_of_the_scheme_does_not_make_a_sentence_the_answer(real_pipelin
         assert "2025年7月25日" not in real_pipeline.offline.answer(question, hits).text
     finally:
         real_pipeline.offline.cover = cover
+
+
+def test_a_question_naming_one_scheme_searches_its_document_unless_the_user_chose_others(real_pipeline):
+    mono, guide = "04_monozukuri20_koubo_gaiyou_ppt.pdf", "05_jizokuka_guidebook_ppt.pdf"
+    question = "ものづくり補助金の補助率はどうなっていますか？"
+    assert {h.chunk.source for h in real_pipeline.ask(question).hits} == {mono}
+    # The user's own choice of documents wins over the name in the question.
+    assert {h.chunk.source for h in real_pipeline.ask(question, sources=[guide]).hits} == {guide}
+    # A question that names no one document searches them all.
+    assert len({h.chunk.source for h in real_pipeline.ask("補助金の申請はいつまでですか？").hits}) > 1
 
 
 def test_questions_over_the_real_pdfs_stay_above_their_floors(real_pipeline):
