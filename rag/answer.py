@@ -63,9 +63,10 @@ _SECONDARY_MAX_CHARS = 150
 # Weight of the fused rank when sentences reorder the hits; measured on both eval sets (README):
 # 0.15 / 0.3 / 0.5 / 1.0 → default R@1 0.933 / 0.927 / 0.927 / 0.927, real PDFs 0.457 / 0.514 / 0.514 / 0.486.
 _RANK_PRIOR = 0.3
-# What a table's header and caption count for in a row's evidence (a heading counts half).
-_CONTEXT_SHARE = 1.0
+# Rows of one table the question matches by the same words, and scores this close before
+# the dense step, are equally its answer (rows of one table differ only in their figures).
 _ROW_TIE = 0.01
+# Steps of a flow this short (「⑥ 交付決定　P.11」) may run past six lines of an answer.
 _SHORT_ITEM = 30
 _DENSE_RERANK = 12  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
 _DENSE_SHARE = 0.35
@@ -85,15 +86,27 @@ class _Candidate:
     head: tuple[str, ...] = ()
     header: bool = False  # the header row of a table (「基本要件の種類　基準値　達成する時点」)
     bigrams: frozenset[str] = frozenset()
+    # Words of the row's header rows (as good as its own) and of the caption over them (as a heading).
+    column: frozenset[str] = frozenset()
+    caption: frozenset[str] = frozenset()
     score: float = 0.0
+    lexical: float = 0.0  # the score before sentence meaning is added
     evidence: float = 0.0
     # Applied once all evidence (lexical and dense) is in: a sentence about the wrong year,
     # place or kind of number does not answer, however similar it reads.
     mismatch: float = 1.0
 
+    def __post_init__(self) -> None:
+        if self.head:
+            # Header rows, and the question a slide's table answers (「補助率・補助上限額は？」),
+            # say what the cells are; a label over them (「未達成の場合返還義務あり」) only where they are.
+            says = [pc.CELL_SEPARATOR in line or line.endswith(pc.ASKS_ABOVE) for line in self.head]
+            self.column = _words("\n".join(line for line, s in zip(self.head, says) if s))
+            self.caption = _words("\n".join(line for line, s in zip(self.head, says) if not s))
+
     @property
     def context(self) -> frozenset[str]:
-        return _words("\n".join(self.head)) if self.head else frozenset()
+        return self.column | self.caption
 
     def neighbour(self, text: str) -> _Candidate:
         """A line read around this one on its page, quoted under the same citation."""
@@ -229,7 +242,7 @@ class OfflineAnswerer:
         cover = self.cover(best.hit.chunk.source) if self.cover else ""
         if (
             best.evidence < self.settings.min_evidence
-            or _other_edition(asks, candidates, cover)
+            or _other_edition(asks, best, candidates, cover, self._page(best.hit.chunk))
             or _only_name(best, candidates, terms, alternatives)
         ):
             abstained = self.abstain(question, hits, titles)
@@ -237,23 +250,7 @@ class OfflineAnswerer:
             return abstained
         chosen = self._read_around(best, asks)
         if best.head and not asks.list:
-            # Rows the question cannot tell apart are all its answer: 「特例を使うと
-            # いくら上乗せ？」 fits the row of each 特例 equally, by the same words.
-            page = (best.hit.chunk.source, best.hit.chunk.page)
-
-            def matched(c: _Candidate) -> frozenset[str]:
-                return frozenset(t for t in weights if alternatives[t] & (c.terms | c.topic | c.context))
-
-            chosen += [
-                c
-                for c in candidates
-                if c is not best
-                and c.head == best.head
-                and (c.hit.chunk.source, c.hit.chunk.page) == page
-                and c.score >= best.score - _ROW_TIE
-                and matched(c) == matched(best)
-                and all(c.text != x.text for x in chosen)
-            ]
+            chosen = _with_tied_rows(chosen, best, candidates, weights, alternatives)
         self._add_support(chosen, best, candidates, alternatives, weights, asks)
         answer = self._compose(question, chosen, hits, titles, terms, asks.focus())
         answer.evidence = best.evidence
@@ -333,9 +330,9 @@ class OfflineAnswerer:
             for t, w in weights.items():
                 if alternatives[t] & own:
                     covered += w
-                elif alternatives[t] & c.context:
-                    covered += _CONTEXT_SHARE * w
-                elif alternatives[t] & heading_terms:
+                elif alternatives[t] & c.column:
+                    covered += w
+                elif alternatives[t] & (heading_terms | c.caption):
                     covered += 0.5 * w
             overlap = len(q_bigrams & c.bigrams) / len(q_bigrams) if q_bigrams else 0.0
             c.evidence = 0.75 * min(covered / total, 1.0) + 0.25 * overlap
@@ -371,7 +368,7 @@ class OfflineAnswerer:
             if asks.units and not any(u.search(c.text) for u in asks.units):
                 c.mismatch *= _UNIT_MISMATCH
                 score -= 0.15
-            c.score = score
+            c.score = c.lexical = score
 
     def _read_around(self, best: _Candidate, asks: _Asks) -> list[_Candidate]:
         """``best`` with what stands around it on its page and belongs to the answer."""
@@ -381,6 +378,12 @@ class OfflineAnswerer:
         lines, at = pc.locate(text, best.text, near)
         budget = self.settings.max_chars + 60
         chosen = [best]
+        if _ANAPHORA.match(best.text):
+            # 「特に10万円を超える支払いは…」 quoted alone (its rule is on the line above, or in
+            # the chunk before) loses what it narrows: quote that first.
+            before = pc.sentence_before(text, best.text, near)
+            if before:
+                chosen = [best.neighbour(before), best]
         above = pc.place_caption(lines, at) if asks.places or asks.place else []
         named_caption = bool(above) and any(p in above[0] for p in asks.places)
         if named_caption and not any(p in best.text for p in asks.places):
@@ -396,16 +399,20 @@ class OfflineAnswerer:
                         break
                     chosen.append(best.neighbour(line))
         head = best.head
+        rows: list[str] = []
         if best.header and asks.list:
             # 「基本要件を挙げて」 answered by the header of the table of 基本要件: its rows.
-            chosen += [best.neighbour(row) for row, h in _table_context(text).items() if h[-1] == best.text]
+            rows = [row for row, h in _table_context(text).items() if h[-1] == best.text]
         elif head:
             # A row quoted without its column header is a pair of bare figures.
             chosen = [best.neighbour(head[-1])] + chosen
             if asks.list:
                 # "従業員規模ごとの補助上限額は？": every row under the same header.
-                rows = [line.strip() for line in lines if _table_context(text).get(line.strip()) == head]
-                chosen += [best.neighbour(row) for row in rows if row != best.text]
+                rows = [row for row, h in _table_context(text).items() if h == head and row != best.text]
+        for row in rows:
+            if _length(chosen) + len(row) > budget:
+                break
+            chosen.append(best.neighbour(row))
         figure = pc.figure_below(lines, at, best.text) if asks.numeric else None
         if figure and _length(chosen) + len(figure) <= budget:
             chosen.append(best.neighbour(figure))
@@ -569,7 +576,7 @@ def _table_context(page: str) -> dict[str, tuple[str, ...]]:
     return {line.strip(): tuple(head) for line, head in zip(lines, pc.table_heads(lines)) if head}
 
 
-def _other_edition(asks: _Asks, candidates: list[_Candidate], cover: str) -> bool:
+def _other_edition(asks: _Asks, best: _Candidate, candidates: list[_Candidate], cover: str, page_text: str) -> bool:
     """The question asks about another edition or variant of the scheme than the documents describe.
 
     「第21次公募の締切」 where the passages and the cover name only 第20次;
@@ -581,11 +588,14 @@ def _other_edition(asks: _Asks, candidates: list[_Candidate], cover: str) -> boo
         if named and number not in named:
             return True
     # Passages mention sibling variants in passing (「創業型に申請中の事業者でないこと」):
-    # only the cover says which one the document is about.
+    # the cover says which one the document is about, unless the quoted sentence, its heading
+    # or the line over it (「・地域資源型」 over the sentence that describes it) names the asked one.
     covered = _VARIANT.findall(cover)
+    over = pc.sentence_before(page_text, best.text, best.hit.chunk.start) or ""
+    about = "\n".join([best.text, best.hit.chunk.heading, *best.head, over])
     for stem, kind in asks.variants:
         named = [s for s, k in covered if k == kind]
-        if named and not any(stem in s or s in stem for s in named):
+        if named and not any(stem in s or s in stem for s in named) and stem + kind not in about:
             return True
     return False
 
@@ -606,6 +616,35 @@ def _only_name(best: _Candidate, candidates: list[_Candidate], terms: list[str],
         if any(alternatives[t] & around for t in asked):
             return False
     return True
+
+
+def _with_tied_rows(
+    chosen: list[_Candidate], best: _Candidate, candidates: list[_Candidate], weights: dict[str, float], alternatives: dict[str, set[str]]
+) -> list[_Candidate]:
+    """``chosen`` with the other rows of ``best``'s table that the question cannot tell from it, in page order.
+
+    「特例を使うといくら上乗せ？」 fits the row of each 特例 by the same words: all of them answer.
+    Compared before sentence meaning is added, which tells such rows apart by chance.
+    """
+
+    def matched(c: _Candidate) -> frozenset[str]:
+        return frozenset(t for t in weights if alternatives[t] & (c.terms | c.topic | c.context))
+
+    def position(c: _Candidate) -> int:
+        return c.hit.chunk.start + c.hit.chunk.text.find(c.text)
+
+    page = (best.hit.chunk.source, best.hit.chunk.page)
+    tied = [
+        c
+        for c in candidates
+        if c.head == best.head
+        and (c.hit.chunk.source, c.hit.chunk.page) == page
+        and c.lexical >= best.lexical - _ROW_TIE
+        and matched(c) == matched(best)
+    ]
+    rows = sorted({c.text: c for c in tied}.values(), key=position)
+    at = chosen.index(best)
+    return chosen[:at] + rows + [c for c in chosen[at + 1 :] if all(c.text != r.text for r in rows)]
 
 
 def _follows(c: _Candidate, x: _Candidate) -> bool:

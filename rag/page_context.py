@@ -32,15 +32,17 @@ def place_tail(text: str) -> bool:
     """"取組名 (福島県会津若松市)": how slides caption one regional example among several."""
     m = _BRACKET_TAIL.search(text)
     return bool(m and PLACE.search(m.group(1)))
+
+
 NUMBER = re.compile(r"\d")
 _LIST_REACH = 15  # lines read below a list's heading
 # Lines walked up from a table row to its header: a slide's table has a handful of rows,
-# and a cell spanning several rows puts its lines between them.
+# and a cell spanning several rows puts its lines between them.  (Rows further down a
+# long table take the header the row above them found.)
 _TABLE_REACH = 10
-_ASKS_ABOVE = ("?", "？", ":", "：")
+# A short line ending so asks what the table under it answers: 「補助率・補助上限額は？」.
+ASKS_ABOVE = ("?", "？", ":", "：")
 _TABLE_NOTE = ("・", "※")
-
-
 
 
 def sentences(text: str, boxes: bool = True) -> list[str]:
@@ -81,8 +83,11 @@ def table_heads(lines: list[str]) -> list[list[str]]:
         if CELL_SEPARATOR not in line or not NUMBER.search(line):
             continue
         for i in range(at - 1, max(-1, at - 1 - _TABLE_REACH), -1):
+            if heads[i]:
+                heads[at] = heads[i]  # the row above has found the header: a long table shares it
+                break
             above = lines[i].strip()
-            if above.endswith(_ASKS_ABOVE) and len(above) <= 40:
+            if above.endswith(ASKS_ABOVE) and len(above) <= 40:
                 heads[at] = [above]  # a slide's table under the question it answers: 「補助率・補助上限額は？」
                 break
             if above.startswith(_TABLE_NOTE) and len(above) <= 60:
@@ -219,6 +224,18 @@ def list_items(lines: list[str], at: int | None, sentence: str) -> list[str]:
 def _circled(line: str) -> int:
     first = line.lstrip()[:1]
     return ord(first) - (0x2776 if "\u2776" <= first <= "\u277f" else 0x2460) + 1
+
+
+def sentence_before(text: str, sentence: str, near: int = 0) -> str | None:
+    """The sentence right before ``sentence`` in ``text``, on its line or the line above."""
+    at = find(text, sentence, near)
+    if at <= 0:
+        return None
+    line = text[:at].rsplit("\n", 1)[-1]
+    if not line.strip():  # the sentence starts its line: the last sentence of the line above
+        line = text[:at].rstrip("\n").rsplit("\n", 1)[-1]
+    found = sentences(line)
+    return found[-1] if found else None
 
 
 def sentences_after(text: str, sentence: str, n: int = 3, near: int = 0) -> list[str]:

@@ -17,12 +17,12 @@ from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
 from rag.index import LocalIndex
 from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
+from rag.page_context import HEADING_OPEN
 from rag.query import prepare, topic_words, validate_question
 from rag.retrieve import HybridRetriever, Reranker
 from rag.schema import Answer, Citation
 
 _TITLE_LINES = 3
-_SUBTITLE_OPEN = ("<", "＜", "〈", "《", "【", "[")
 
 
 def _title_block(text: str) -> list[str]:
@@ -30,7 +30,7 @@ def _title_block(text: str) -> list[str]:
     out = []
     for line in text.split("\n")[:_TITLE_LINES]:
         # A bracketed line under a title names its variant (「<一般型通常枠>」), not a list item.
-        item = starts_item(line) and not line.startswith(_SUBTITLE_OPEN)
+        item = starts_item(line) and not line.startswith(HEADING_OPEN)
         if len(line) > 100 or line.endswith(tuple(SENTENCE_END)) or item or CELL_SEPARATOR in line:
             break
         out.append(line)
@@ -44,6 +44,7 @@ class Pipeline:
         self.embedder = embedder
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
         self._covers: dict[str, str] = {}
+        self._all_topics: dict[str, frozenset[str]] | None = None
         self.offline = OfflineAnswerer(settings.answer, embedder, self.cover, self.page_text)
         self._llm = None
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
@@ -90,8 +91,10 @@ class Pipeline:
         return topic_words(self.cover(source))
 
     def topics(self) -> dict[str, frozenset[str]]:
-        """Every indexed document's :meth:`topic`."""
-        return {source: self.topic(source) for source in self._titles}
+        """Every indexed document's :meth:`topic` (a loaded index's documents never change)."""
+        if self._all_topics is None:
+            self._all_topics = {source: self.topic(source) for source in self._titles}
+        return self._all_topics
 
     def page_text(self, source: str, page: int) -> str | None:
         """A page's text from the index (the answerers read past their chunk with it)."""
@@ -162,5 +165,9 @@ class Pipeline:
         answer.question = question
         answer.standalone_question = query.text if query.text != validate_question(question) else None
         answer.citations = self._with_labels(answer.citations)
+        if query.scope and sources and query.scope not in sources:
+            # The answer comes from the documents the user chose, not from the one the question names.
+            title = self._titles.get(query.scope, query.scope)
+            answer.notes.append(f"質問にある「{query.name}」は「{title}」の内容ですが、この資料は検索の対象に選ばれていません。")
         answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}
         yield answer

@@ -160,16 +160,18 @@ def named_document(text: str, topics: Mapping[str, frozenset[str]]) -> tuple[str
 
     「ものづくり補助金の補助率は？」 names the document whose title and cover carry
     物作り・補助・金 and no other document's do.  A name two documents share
-    (「デジタル田園都市国家構想」 in a strategy and its KPI sheet) names neither.
+    (「デジタル田園都市国家構想」 in a strategy and its KPI sheet) names neither, and
+    a question that names two documents (「ものづくり補助金と持続化補助金の違い」) is about both.
     """
+    named: dict[str, str] = {}
     for phrase in topic_phrases(text):
         words = {w for w in content_words(phrase) if not any(ch.isdigit() for ch in w)}
         if len(words) < 2 or len(phrase) < _MIN_NAME_CHARS:
             continue  # 「全体像」, 「計画」: a word of the title, not the document's name
-        owners = [source for source, topic in topics.items() if words and words <= topic]
+        owners = [source for source, topic in topics.items() if words <= topic]
         if len(owners) == 1:
-            return owners[0], phrase
-    return None
+            named.setdefault(owners[0], phrase)
+    return next(iter(named.items())) if len(named) == 1 else None
 
 
 @dataclass(frozen=True)
@@ -180,10 +182,16 @@ class PreparedQuery:
     # within it, every passage is about that name, so it is left out of the word search.
     scope: str | None = None
     name: str = ""
+    use_synonyms: bool = True
 
-    def sparse_text(self) -> str:
-        text = self.text.replace(self.name, " ") if self.name else self.text
-        return text + (" " + " ".join(self.sparse_extra) if self.sparse_extra else "")
+    def sparse_text(self, scoped: bool = False) -> str:
+        """The words to search for; ``scoped``: the search is restricted to the named document."""
+        if not (scoped and self.name):
+            return self.text + (" " + " ".join(self.sparse_extra) if self.sparse_extra else "")
+        text = self.text.replace(self.name, " ")
+        # The name's own synonyms (補助金 → 交付金) would bring back what leaving it out removes.
+        extra = expand_synonyms(text) if self.use_synonyms else []
+        return text + (" " + " ".join(extra) if extra else "")
 
 
 def prepare(
@@ -196,4 +204,5 @@ def prepare(
     text = resolve_followup(validate_question(question), history or [])
     extra = tuple(expand_synonyms(text)) if use_synonyms else ()
     named = named_document(text, topics) if topics else None
-    return PreparedQuery(text=text, sparse_extra=extra, scope=named[0] if named else None, name=named[1] if named else "")
+    scope, name = named or (None, "")
+    return PreparedQuery(text=text, sparse_extra=extra, scope=scope, name=name, use_synonyms=use_synonyms)

@@ -83,13 +83,15 @@ class HybridRetriever(BaseRetriever):
             raise ValueError(f"k must be between 1 and 100, not {k}")
         sources = sources if sources is not None else self.sources
         query = question if isinstance(question, PreparedQuery) else prepare(question, use_synonyms=s.use_synonyms)
-        if query.scope and (sources is None or query.scope in sources):
+        # A question that names one document searches it, unless the user chose others.
+        scoped = bool(query.scope) and (sources is None or query.scope in sources)
+        if scoped:
             sources = (query.scope,)
         n = max(s.candidates, k)
         sparse: list[tuple[str, float]] = []
         dense: list[tuple[str, float]] = []
         if mode in ("hybrid", "sparse"):
-            sparse = index.sparse_search(query.sparse_text(), n, sources)
+            sparse = index.sparse_search(query.sparse_text(scoped), n, sources)
         if mode in ("hybrid", "dense"):
             vector = query_vector if query_vector is not None else self.embedder.embed_query_array(query.text)
             dense = index.dense_search(vector, n, sources)

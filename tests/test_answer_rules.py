@@ -110,6 +110,19 @@ def test_a_sentence_that_narrows_the_rule_before_it_is_never_quoted_alone():
     assert "銀行振込" in answer.text and "補助対象外" in answer.text, answer.text
 
 
+def test_a_narrowing_sentence_on_a_line_of_its_own_is_quoted_after_the_rule_above_it():
+    page = "主な注意事項\n・経費の支払いは原則「銀行振込」となります。\n特に10万円(税抜)を超える支払いを現金で行った場合、補助対象外となります。"
+    chunk = page[page.index("特に") :]  # the passage starts with the narrowing sentence
+    answer = _ask({(JIZOKU, 5): page}, "持続化補助金で、10万円を超える支払いを現金で払っても大丈夫ですか？", chunks={(JIZOKU, 5): chunk})
+    assert answer.text.index("銀行振込") < answer.text.index("補助対象外"), answer.text
+
+
+def test_a_variant_the_quoted_lines_name_is_answered_though_the_cover_names_another():
+    pages = {(JIZOKU, 11): "<加点一覧>\n・地域資源型\n地域資源等を活用し、良いモノ・サービスを高く提供し、地域外への販売を行う計画に加点"}
+    answer = _ask(pages, "持続化補助金の地域資源型とは？")
+    assert answer.found and "地域資源等を活用し" in answer.text, answer.text
+
+
 def test_the_sentence_that_explains_the_quoted_one_is_read_past_the_end_of_its_chunk():
     page = (
         "[総人口の推移]\n昭和 30年から昭和 40年までは人口 4,000 人前後で推移していますが、昭和 45 年には人口が大きく減少しています。"
@@ -167,5 +180,9 @@ def test_a_question_that_names_one_document_is_scoped_to_it_and_searches_without
     # 補助金 alone is both documents' word; a one-word phrase is not a name.
     assert named_document("補助金の申請方法は？", TOPICS) is None
     query = prepare("ものづくり補助金の補助率はどうなっていますか？", topics=TOPICS)
-    assert query.scope == MONO and "ものづくり" not in query.sparse_text() and "補助率" in query.sparse_text()
+    assert query.scope == MONO and "ものづくり" not in query.sparse_text(scoped=True) and "補助率" in query.sparse_text(scoped=True)
+    # Searched beyond the named document (the user chose others), the name is a word like any other.
+    assert "ものづくり補助金" in query.sparse_text(scoped=False)
+    # Two documents named: the question is about both.
+    assert named_document("ものづくり補助金と持続化補助金の補助率の違いは？", TOPICS) is None
     assert prepare("補助金の申請方法は？", topics=TOPICS).scope is None
