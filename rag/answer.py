@@ -571,7 +571,10 @@ def _statement_over_caption(candidates: list[_Candidate], min_evidence: float) -
 
 @functools.lru_cache(maxsize=256)
 def _table_context(page: str) -> dict[str, tuple[str, ...]]:
-    """Each table row of a page, with its header rows and caption (caption first)."""
+    """Each table row of a page, with its header rows and caption (caption first).
+
+    Cached and shared between questions: read it, never change it.
+    """
     lines = page.split("\n")
     return {line.strip(): tuple(head) for line, head in zip(lines, pc.table_heads(lines)) if head}
 
