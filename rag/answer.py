@@ -60,9 +60,6 @@ _UNIT_MISMATCH = 0.4  # measured: 0.6 → 0.4 moved unanswerable abstention 0.63
 _MAX_SENTENCE_CHARS = 130
 # A second or third quote this long is a flattened table or run-on slide line: it crowds out a clean one.
 _SECONDARY_MAX_CHARS = 150
-# Weight of the fused rank when sentences reorder the hits; measured on both eval sets (README):
-# 0.15 / 0.3 / 0.5 / 1.0 → default R@1 0.933 / 0.927 / 0.927 / 0.927, real PDFs 0.457 / 0.514 / 0.514 / 0.486.
-_RANK_PRIOR = 0.3
 # Rows of one table the question matches by the same words, and scores this close before
 # the dense step, are equally its answer (rows of one table differ only in their figures).
 _ROW_TIE = 0.01
@@ -111,6 +108,18 @@ class _Candidate:
     def neighbour(self, text: str) -> _Candidate:
         """A line read around this one on its page, quoted under the same citation."""
         return _Candidate(self.hit_rank, self.hit, text, topic=self.topic)
+
+
+@dataclass
+class Ranking:
+    """One scoring of a question's passages: their order, and the sentences an answer is picked from."""
+
+    hits: list[Hit]  # best-answering passage first
+    candidates: list[_Candidate]  # best first
+    terms: list[str]
+    asks: _Asks
+    alternatives: dict[str, set[str]]
+    weights: dict[str, float]
 
 
 @dataclass(frozen=True)
@@ -212,21 +221,19 @@ class OfflineAnswerer:
         self.cover = cover
         self.page_text = page_text
 
-    def answer(
-        self,
-        question: str,
-        hits: list[Hit],
-        titles: dict[str, str] | None = None,
-        query_vector=None,
-    ) -> Answer:
-        """``query_vector`` is the question as the retriever embedded it (saves embedding it twice)."""
-        titles = titles or {}
+    def rank(self, question: str, hits: list[Hit], query_vector=None) -> Ranking | None:
+        """Score every sentence of ``hits`` once, and order the hits by their best sentence.
+
+        A chunk is as good as the sentence in it that answers: a contents page or a cover
+        matches the words of every question but has no sentence that answers any.  The
+        same scores pick the answer (:meth:`answer`), so the passage listed first is the
+        one the answer quotes.  ``None`` when the question has no topic words or the
+        hits no sentences.
+        """
         terms = key_terms(question)
-        if not hits or not terms:
-            return self.abstain(question, hits, titles)
-        candidates = self._candidates(hits[:8])
+        candidates = self._candidates(hits) if terms else []
         if not candidates:
-            return self.abstain(question, hits, titles)
+            return None
         asks = _Asks.of(question)
         alternatives = self._alternatives(question, terms)
         weights = self._term_weights(terms, alternatives, candidates)
@@ -237,6 +244,33 @@ class OfflineAnswerer:
             candidates.sort(key=lambda c: -c.score)
         for c in candidates:
             c.evidence *= c.mismatch
+        best: dict[str, float] = {}
+        for c in candidates:
+            best.setdefault(c.hit.chunk.id, c.score)  # candidates are sorted: the first is the best
+        order = sorted(range(len(hits)), key=lambda i: (hits[i].chunk.id not in best, -best.get(hits[i].chunk.id, 0.0), i))
+        return Ranking([hits[i] for i in order], candidates, terms, asks, alternatives, weights)
+
+    def rerank(self, question: str, hits: list[Hit], query_vector=None) -> list[Hit]:
+        """``hits`` in the order of :meth:`rank`."""
+        ranking = self.rank(question, hits, query_vector)
+        return ranking.hits if ranking else hits
+
+    def answer(
+        self,
+        question: str,
+        hits: list[Hit],
+        titles: dict[str, str] | None = None,
+        query_vector=None,
+        ranking: Ranking | None = None,
+    ) -> Answer:
+        """``query_vector`` is the question as the retriever embedded it (saves embedding it twice);
+        ``ranking``: :meth:`rank` of these hits, when the caller has already ordered them by it."""
+        titles = titles or {}
+        ranking = ranking or (self.rank(question, hits, query_vector) if hits else None)
+        if ranking is None:
+            return self.abstain(question, hits, titles)
+        candidates, terms, asks = ranking.candidates, ranking.terms, ranking.asks
+        alternatives, weights = ranking.alternatives, ranking.weights
         # A list question reads on from a caption to its items (_read_around); any other is answered by a statement.
         best = candidates[0] if asks.list else _statement_over_caption(candidates, self.settings.min_evidence)
         cover = self.cover(best.hit.chunk.source) if self.cover else ""
@@ -255,27 +289,6 @@ class OfflineAnswerer:
         answer = self._compose(question, chosen, hits, titles, terms, asks.focus())
         answer.evidence = best.evidence
         return answer
-
-    def rerank(self, question: str, hits: list[Hit]) -> list[Hit]:
-        """Reorder hits by their best sentence's score, keeping some weight on the fused rank.
-
-        A chunk is as good as the sentence in it that answers: a contents page or a cover
-        matches the words of every question but has no sentence that answers any.
-        """
-        terms = key_terms(question)
-        if not terms or len(hits) < 2:
-            return hits
-        candidates = self._candidates(hits)
-        if not candidates:
-            return hits
-        asks = _Asks.of(question)
-        alternatives = self._alternatives(question, terms)
-        self._score(candidates, terms, alternatives, self._term_weights(terms, alternatives, candidates), asks)
-        best: dict[str, float] = {}
-        for c in candidates:
-            best[c.hit.chunk.id] = max(best.get(c.hit.chunk.id, 0.0), c.score)
-        order = sorted(range(len(hits)), key=lambda i: -(best.get(hits[i].chunk.id, 0.0) + _RANK_PRIOR / (1 + i)))
-        return [hits[i] for i in order]
 
     def _candidates(self, hits: list[Hit]) -> list[_Candidate]:
         seen: set[str] = set()

@@ -149,8 +149,11 @@ class Pipeline:
             query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms, topics=self.topics())
         query_vector = self.embedder.embed_query_array(query.text)
         hits = self.retriever.search(query, k=k, sources=sources or None, query_vector=query_vector)
+        ranking = None
         if self.settings.retrieval.sentence_rerank and self.retriever.reranker is None:
-            hits = self.offline.rerank(query.text, hits)
+            # One scoring orders the passages and picks the offline answer's sentences.
+            ranking = self.offline.rank(query.text, hits, query_vector)
+            hits = ranking.hits if ranking else hits
         t1 = time.perf_counter()
         if use_llm:
             answer = None
@@ -160,7 +163,7 @@ class Pipeline:
                 else:
                     yield item
         else:
-            answer = self.offline.answer(query.text, hits, self._titles, query_vector)
+            answer = self.offline.answer(query.text, hits, self._titles, query_vector, ranking)
         t2 = time.perf_counter()
         answer.question = question
         answer.standalone_question = query.text if query.text != validate_question(question) else None

@@ -207,6 +207,22 @@ def test_sentences_reorder_the_pages(default_settings, embedder, pipeline):
     assert sorted(h.chunk.id for h in reranked) == sorted(h.chunk.id for h in fused.ask(question).hits)
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "デジタル化に取り組む市町村を、まず2024年度までにいくつにする計画？",
+        "スマホの5G電波が届く人口の割合は、2023年度と2025年度にそれぞれ何%を目指す？",
+        "こども家庭センターの設置目標は？",
+    ],
+)
+def test_the_passage_listed_first_is_the_one_the_answer_quotes(pipeline, question):
+    # One scoring orders the passages and picks the answer: they cannot disagree.
+    answer = pipeline.ask(question)
+    assert answer.found
+    first = answer.hits[0].chunk
+    assert (first.source, first.page) == (answer.citations[0].source, answer.citations[0].page)
+
+
 def test_lines_read_from_several_directions_are_quoted_once(pipeline):
     answer = pipeline.ask("キャッシュレスのデジタル地域通貨の事例として挙がっている自治体は？")
     body = [line.rstrip("[0123456789]") for line in answer.text.splitlines()]
