@@ -226,9 +226,9 @@ class OfflineAnswerer:
 
         A chunk is as good as the sentence in it that answers: a contents page or a cover
         matches the words of every question but has no sentence that answers any.  The
-        same scores pick the answer (:meth:`answer`), so the passage listed first is the
-        one the answer quotes.  ``None`` when the question has no topic words or the
-        hits no sentences.
+        same scores pick the answer (:meth:`answer`), so the page listed first is the page
+        the answer cites first.  Each sentence's score keeps a small share for its passage's
+        fused rank.  ``None`` when the question has no topic words or the hits no sentences.
         """
         terms = key_terms(question)
         candidates = self._candidates(hits) if terms else []
@@ -244,16 +244,12 @@ class OfflineAnswerer:
             candidates.sort(key=lambda c: -c.score)
         for c in candidates:
             c.evidence *= c.mismatch
-        best: dict[str, float] = {}
-        for c in candidates:
-            best.setdefault(c.hit.chunk.id, c.score)  # candidates are sorted: the first is the best
-        order = sorted(range(len(hits)), key=lambda i: (hits[i].chunk.id not in best, -best.get(hits[i].chunk.id, 0.0), i))
+        # Each passage where its best sentence stands among all sentences; passages with none last.
+        first: dict[str, int] = {}
+        for at, c in enumerate(candidates):
+            first.setdefault(c.hit.chunk.id, at)
+        order = sorted(range(len(hits)), key=lambda i: (first.get(hits[i].chunk.id, len(candidates)), i))
         return Ranking([hits[i] for i in order], candidates, terms, asks, alternatives, weights)
-
-    def rerank(self, question: str, hits: list[Hit], query_vector=None) -> list[Hit]:
-        """``hits`` in the order of :meth:`rank`."""
-        ranking = self.rank(question, hits, query_vector)
-        return ranking.hits if ranking else hits
 
     def answer(
         self,
@@ -264,8 +260,11 @@ class OfflineAnswerer:
         ranking: Ranking | None = None,
     ) -> Answer:
         """``query_vector`` is the question as the retriever embedded it (saves embedding it twice);
-        ``ranking``: :meth:`rank` of these hits, when the caller has already ordered them by it."""
+        ``ranking``: :meth:`rank` of ``hits``, when the caller has already scored them (the
+        answer then lists the hits in its order).  Without one the hits keep the order given."""
         titles = titles or {}
+        if ranking is not None:
+            hits = ranking.hits
         ranking = ranking or (self.rank(question, hits, query_vector) if hits else None)
         if ranking is None:
             return self.abstain(question, hits, titles)

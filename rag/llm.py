@@ -288,13 +288,15 @@ class LLMAnswerer:
         hits: list[Hit],
         titles: dict[str, str],
         query_vector=None,
+        ranking=None,
     ) -> Iterator[str | Answer]:
         """Yield answer text as it arrives, then exactly one final :class:`Answer`.
 
-        ``query_vector`` goes to the offline answerer when the LLM fails,
-        so the fallback is the usual offline answer, without embedding the question again.
+        ``query_vector`` and ``ranking`` (:meth:`rag.answer.OfflineAnswerer.rank` of ``hits``)
+        go to the offline answerer when the LLM fails, so the fallback is the usual offline
+        answer, without embedding the question or scoring its sentences again.
         """
-        fallback = functools.partial(self._fallback, question, hits, titles, query_vector)
+        fallback = functools.partial(self._fallback, question, hits, titles, query_vector, ranking)
         context = hits[: self.context_hits]
         if not context:  # nothing to ground an answer on; the model could only guess
             yield self._abstain(question, hits, titles, [])
@@ -360,9 +362,9 @@ class LLMAnswerer:
         return answer
 
     def _fallback(
-        self, question: str, hits: list[Hit], titles: dict[str, str], query_vector, failure: Failure
+        self, question: str, hits: list[Hit], titles: dict[str, str], query_vector, ranking, failure: Failure
     ) -> Answer:
-        answer = self.offline.answer(question, hits, titles, query_vector)
+        answer = self.offline.answer(question, hits, titles, query_vector, ranking)
         answer.mode = "offline"
         answer.notes.append(failure.note())
         return answer

@@ -157,7 +157,7 @@ class Pipeline:
         t1 = time.perf_counter()
         if use_llm:
             answer = None
-            for item in self.llm.stream(query.text, hits, self._titles, query_vector):
+            for item in self.llm.stream(query.text, hits, self._titles, query_vector, ranking):
                 if isinstance(item, Answer):
                     answer = item
                 else:

@@ -331,3 +331,17 @@ def test_pipeline_falls_back_when_the_llm_is_down(llm_pipeline):
     answer = pipeline.ask("デジタル実装に取り組む地方公共団体の2027年度までの目標は？", history=["計画期間は？"])
     assert answer.mode == "offline" and answer.found and "1500団体" in comparable(answer.text)
     assert any(n.startswith(NOTE_LEAD) for n in answer.notes)
+
+
+@pytest.mark.parametrize(
+    "question",
+    # Two questions whose answer changed when the fallback scored the reordered passages again.
+    ["3D都市モデルの整備都市の目標と、3D都市モデルの整備・活用・オープンデータ化を進めるプロジェクトの名前は？", "デジタル推進人材の育成目標は？"],
+)
+def test_the_fallback_is_the_same_answer_as_the_offline_one(llm_pipeline, question):
+    # The fallback reuses the scoring that ordered the passages: scored again on the
+    # reordered passages, it would pick other sentences.
+    pipeline = llm_pipeline(f"http://127.0.0.1:{closed_port()}/v1")
+    fallback, offline = pipeline.ask(question), pipeline.ask(question, use_llm=False)
+    assert fallback.mode == "offline" and any(n.startswith(NOTE_LEAD) for n in fallback.notes)
+    assert fallback.text == offline.text and fallback.citations == offline.citations
