@@ -295,6 +295,7 @@ class OfflineAnswerer:
         for rank, hit in enumerate(hits):
             topic = topic_words(self.cover(hit.chunk.source)) if self.cover else frozenset()
             heads = _table_context(self._page(hit.chunk)) if pc.CELL_SEPARATOR in hit.chunk.text else {}
+            headers = {head[-1] for head in heads.values()}
             previous = None
             for sentence in pc.sentences(hit.chunk.text):
                 text = sentence
@@ -314,7 +315,7 @@ class OfflineAnswerer:
                         _words(text),
                         topic,
                         head=heads.get(text, ()),
-                        header=any(head[-1] == text for head in heads.values()),
+                        header=text in headers,
                         bigrams=char_bigrams(text),
                     )
                 )

@@ -725,10 +725,21 @@ def _row_like(lines: list[_Line], start: int, n: int, left: _Line, right: _Line)
     return False
 
 
+def _cells(line: _Line) -> list[list[_Char]]:
+    """The line's glyphs split at its cell gaps (one cell when it has none; none when it has no ink)."""
+    cells: list[list[_Char]] = []
+    for c in line.chars:
+        if c.ch.isspace():
+            continue
+        if not cells or _cell_gap(cells[-1][-1], c):
+            cells.append([])
+        cells[-1].append(c)
+    return cells
+
+
 def _cell_starts(line: _Line) -> list[float]:
     """Left edges of the line's cells (the line itself when it has no cell gap)."""
-    ink = [c for c in line.chars if not c.ch.isspace()]
-    return [ink[0].x0] + [b.x0 for a, b in zip(ink, ink[1:]) if _cell_gap(a, b)] if ink else [line.x0]
+    return [cell[0].x0 for cell in _cells(line)] or [line.x0]
 
 
 def _centred_label(label: _Line, value: _Line) -> bool:
@@ -815,14 +826,10 @@ def _wraps_to(a: _Line, b: _Line) -> bool:
 
 def _last_cell(line: _Line) -> tuple[float, float, float]:
     """Left edge, bottom and font size of the text after the line's last cell gap (the whole line if it has none)."""
-    ink = [c for c in line.chars if not c.ch.isspace()]
-    first = 0
-    for i in range(1, len(ink)):
-        if _cell_gap(ink[i - 1], ink[i]):
-            first = i
-    if first == 0:
+    cells = _cells(line)
+    if len(cells) < 2:
         return line.x0, line.y0, line.size
-    cell = ink[first:]
+    cell = cells[-1]
     return cell[0].x0, min(c.y0 for c in cell), statistics.median(c.size for c in cell)
 
 

@@ -8,6 +8,7 @@ and returns an :class:`Answer` with timings.  The LLM path streams through
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -23,6 +24,7 @@ from rag.retrieve import HybridRetriever, Reranker
 from rag.schema import Answer, Citation
 
 _TITLE_LINES = 3
+_PAGES_KEPT = 512  # a few hundred KB of page text
 
 
 def _title_block(text: str) -> list[str]:
@@ -44,6 +46,9 @@ class Pipeline:
         self.embedder = embedder
         self.retriever = HybridRetriever(index=index, embedder=embedder, settings=settings.retrieval, reranker=reranker)
         self._covers: dict[str, str] = {}
+        # The answerer reads a question's pages several times (table headers, the lines around
+        # the quote, the cover, the citations' labels); a loaded index's pages never change.
+        self._get_page = functools.lru_cache(maxsize=_PAGES_KEPT)(index.get_page)
         self._all_topics: dict[str, frozenset[str]] | None = None
         self.offline = OfflineAnswerer(settings.answer, embedder, self.cover, self.page_text)
         self._llm = None
@@ -78,7 +83,7 @@ class Pipeline:
     def cover(self, source: str) -> str:
         """A document's title and the title block of its first page: what the document is."""
         if source not in self._covers:
-            page = self.index.get_page(source, 1)
+            page = self._get_page(source, 1)
             title = self._titles.get(source, source)
             # A file with no title metadata is titled by its file name, which names nothing a reader asks for.
             named = title not in (source, Path(source).stem)
@@ -98,7 +103,7 @@ class Pipeline:
 
     def page_text(self, source: str, page: int) -> str | None:
         """A page's text from the index (the answerers read past their chunk with it)."""
-        found = self.index.get_page(source, page)
+        found = self._get_page(source, page)
         return found.text if found else None
 
     def _with_labels(self, citations: list[Citation]) -> list[Citation]:
@@ -107,7 +112,7 @@ class Pipeline:
         for c in citations:
             key = (c.source, c.page)
             if key not in labels:
-                page = self.index.get_page(*key)
+                page = self._get_page(*key)
                 labels[key] = page.label if page else None
             out.append(dataclasses.replace(c, label=labels[key], title=c.title or self._titles.get(c.source, c.source)))
         return out
