@@ -16,7 +16,11 @@ from rag.config import ChunkingSettings
 from rag.normalize import BULLET_START, CELL_SEPARATOR, SENTENCE_END
 from rag.schema import Chunk, Page
 
-_SENTENCE = re.compile(rf"[^{SENTENCE_END}]*[{SENTENCE_END}]+[」』）)]*|[^{SENTENCE_END}]+$")
+# A 。 inside brackets does not end the sentence: split there, 「総額で500万円(税抜き。グローバル枠の場合は、
+# 1,000万円)までを補助上限額とします。」 leaves a second half that reads as a rule of its own.
+_BRACKETED = r"[(（][^()（）\n]{0,80}[)）]|「[^「」\n]{0,80}」"
+# Possessive, so that a line of unclosed brackets cannot make the match backtrack exponentially.
+_SENTENCE = re.compile(rf"(?:{_BRACKETED}|[^{SENTENCE_END}])*+(?:[{SENTENCE_END}]+[」』）)]*|$)")
 
 
 @dataclass(frozen=True, slots=True)

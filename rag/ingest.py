@@ -77,7 +77,7 @@ def sha256_file(path: Path) -> str:
 
 # Bump when loaders, normalisation, chunking or tokenisation change what they produce, so that
 # existing indexes are rebuilt instead of mixing old and new text.
-EXTRACTION_VERSION = 6
+EXTRACTION_VERSION = 7
 
 
 def _chunking_params(settings: Settings) -> dict:

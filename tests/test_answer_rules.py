@@ -18,7 +18,9 @@ from rag.schema import Chunk, Hit
 MONO = "monozukuri.pdf"
 JIZOKU = "jizokuka.pdf"
 OTO = "otoineppu.pdf"
+SENRYAKU = "senryaku.pdf"
 COVERS = {
+    SENRYAKU: "デジタル田園都市国家構想総合戦略",
     MONO: "ものづくり・商業・サービス生産性向上促進補助金\n第20次公募要領 概要版",
     JIZOKU: "小規模事業者持続化補助金\n<一般型通常枠>\nガイドブック",
     OTO: "北海道音威子府村人口ビジョン",
@@ -186,3 +188,30 @@ def test_a_question_that_names_one_document_is_scoped_to_it_and_searches_without
     # Two documents named: the question is about both.
     assert named_document("ものづくり補助金と持続化補助金の補助率の違いは？", TOPICS) is None
     assert prepare("補助金の申請方法は？", topics=TOPICS).scope is None
+
+
+def test_a_when_question_is_answered_by_the_dated_line_not_by_the_closest_wording():
+    pages = {
+        # Listed first, and closer in words: 「電子申請による受付」 says how, not when.
+        (MONO, 4): "重要事項\nGビズIDプライムアカウントの準備\nものづくり補助金は、電子申請による受付です。\n"
+        "GビズIDプライムアカウントの発行には一定期間を要するので、お早めにご準備ください。",
+        (MONO, 3): "スケジュール\n公募開始\u3000:2025年4月25日(金)\n電子申請受付:2025年7月1日(火)17:00~\n"
+        "申請締切\u3000:2025年7月25日(金)17:00まで【厳守】",
+    }
+    question = "ものづくり補助金のネット申請は、いつから受け付けが始まりますか？"
+    answerer = _answerer(pages)
+    ranking = answerer.rank(question, _hits(pages))
+    assert ranking.hits[0].chunk.page == 3
+    answer = answerer.answer(question, [], ranking=ranking)
+    assert answer.text.startswith("電子申請受付:2025年7月1日"), answer.text
+    assert answer.citations[0].page == 3
+
+
+def test_a_measure_whose_dated_sub_item_stands_under_it_answers_a_when_question():
+    # The measure has the question's words, its sub-item the date: quoted together, not declined.
+    page = (
+        "デジタル基盤整備\n・地方公共団体の基幹業務システムに係るガバメントクラウドの活用。\n"
+        "- 先行事業の結果を踏まえ、移行ガイド等の整備を進め、2025年度までのガバメントクラウドシステム移行を支援"
+    )
+    answer = _ask({(SENRYAKU, 19): page}, "地方公共団体の基幹業務システムをガバメントクラウドに移すのはいつまで？")
+    assert answer.found and "2025年度" in answer.text, answer.text

@@ -1,4 +1,5 @@
-from rag.chunking import chunk_page, chunk_pages, indexable_text
+from rag import page_context as pc
+from rag.chunking import _SENTENCE, chunk_page, chunk_pages, indexable_text
 from rag.config import ChunkingSettings
 from rag.loaders import load_document
 from rag.schema import Page
@@ -42,6 +43,23 @@ def test_sentences_are_never_cut_and_overlap_is_whole_sentences():
     for a, b in zip(chunks, chunks[1:]):
         last_sentence = a.text.split("。")[-2] + "。"
         assert b.text.startswith(last_sentence)
+
+
+def test_a_full_stop_inside_brackets_does_not_end_the_sentence():
+    # Split at 「(税抜き。」, the second half reads as a rule of its own: 「グローバル枠の場合は、1,000万円)までを補助上限額とします。」
+    rule = "★:機械装置・システム構築費以外の経費は、総額で500万円(税抜き。グローバル枠の場合は、1,000万円)までを補助上限額とします。"
+    quoted = "「地方に仕事をつくる。」を掲げる。"
+    assert pc.sentences(rule + quoted + "次の文。") == [rule, quoted, "次の文。"]
+    page = _page("補助対象経費\n" + rule + "\n・:上限額=補助対象経費総額の2分の1")
+    chunks = chunk_page(page, ChunkingSettings(target_chars=50, max_chars=200, overlap_sentences=0))
+    assert any(c.text.endswith(rule) for c in chunks)
+
+
+def test_unclosed_brackets_still_split_sentences_and_lose_no_text():
+    line = "注(税抜き。次の文です。" + "(" * 3000 + "終わり"
+    pieces = [m.group(0) for m in _SENTENCE.finditer(line) if m.group(0)]
+    assert pieces[:2] == ["注(税抜き。", "次の文です。"]
+    assert "".join(pieces) == line
 
 
 def test_a_heading_travels_with_the_body_that_follows():

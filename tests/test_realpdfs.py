@@ -238,7 +238,8 @@ def test_the_name_of_the_scheme_does_not_make_a_sentence_the_answer(real_pipelin
     「必ず、第20次公募要領をご確認の上で申請してください」 shares ものづくり補助金, 第20次,
     公募 and 申請 with the question; the schedule line that answers shares only 申請締切.
     """
-    question = "ものづくり補助金第20次公募の申請締切はいつですか？"
+    # Not 「…はいつですか？」: a when-question prefers a dated line on its own, and would not test the cover.
+    question = "ものづくり補助金第20次公募の申請締切は？"
     assert real_pipeline.topic("04_monozukuri20_koubo_gaiyou_ppt.pdf") >= {"物作り", "補助", "金"}
     answer = real_pipeline.ask(question)
     assert answer.text.startswith("申請締切\u3000:2025年7月25日"), answer.text
