@@ -19,8 +19,9 @@ from rag.schema import Chunk, Page
 # A 。 inside brackets does not end the sentence: split there, 「総額で500万円(税抜き。グローバル枠の場合は、
 # 1,000万円)までを補助上限額とします。」 leaves a second half that reads as a rule of its own.
 _BRACKETED = r"[(（][^()（）\n]{0,80}[)）]|「[^「」\n]{0,80}」"
-# Possessive, so that a line of unclosed brackets cannot make the match backtrack exponentially.
-_SENTENCE = re.compile(rf"(?:{_BRACKETED}|[^{SENTENCE_END}])*+(?:[{SENTENCE_END}]+[」』）)]*|$)")
+# A bracket right before another (「地方に仕事をつくる。」「人の流れをつくる。」) is read character by
+# character, so that a run of quoted slogans stays one sentence each.
+_SENTENCE = re.compile(rf"(?:(?:{_BRACKETED})(?![「(（])|[^{SENTENCE_END}])*+(?:[{SENTENCE_END}]+[」』）)]*|$)")
 
 
 @dataclass(frozen=True, slots=True)

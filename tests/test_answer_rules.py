@@ -215,3 +215,27 @@ def test_a_measure_whose_dated_sub_item_stands_under_it_answers_a_when_question(
     )
     answer = _ask({(SENRYAKU, 19): page}, "地方公共団体の基幹業務システムをガバメントクラウドに移すのはいつまで？")
     assert answer.found and "2025年度" in answer.text, answer.text
+
+
+def test_office_hours_answer_a_when_question():
+    pages = {(JIZOKU, 15): "お問合せ先\nお問合せ先:地域の商工会\n受付時間:9:00~12:00、13:00~17:00(土日祝日、年末年始除く)"}
+    answer = _ask(pages, "持続化補助金のお問合せ先はいつ受け付けていますか？")
+    assert answer.found and "9:00~12:00" in answer.text, answer.text
+
+
+def test_a_word_that_only_contains_itsu_is_not_a_when_question():
+    # 「どのくらいつくる」 holds いつ; the count answers it, dated or not.
+    pages = {(SENRYAKU, 18): "デジタル基盤整備\n・地方にデータセンターを十数か所整備し、地方分散を進める。"}
+    answer = _ask(pages, "地方にデータセンターをどのくらいつくる計画？")
+    assert answer.found and "十数か所" in answer.text, answer.text
+
+
+def test_a_long_measure_is_quoted_with_its_dated_sub_item_however_long_both_are():
+    # The measure is excused from having no date because its sub-item is quoted with it: together
+    # they run past the answer's budget, and the sub-item is trimmed around its date instead.
+    measure = "・地方公共団体の基幹業務システムに係るガバメントクラウドの活用により、" + "各団体の調達・運用の負担を軽減し、" * 6 + "標準化を進める。"
+    sub_item = "- 先行事業の結果を踏まえ、" + "移行ガイド等の整備を進め、" * 6 + "2025年度までのガバメントクラウドシステム移行を支援"
+    assert len(measure) + len(sub_item) > 260  # the answer's budget (max_chars 200 + 60)
+    page = f"デジタル基盤整備\n{measure}\n{sub_item}"
+    answer = _ask({(SENRYAKU, 19): page}, "地方公共団体の基幹業務システムをガバメントクラウドに移すのはいつまで？")
+    assert answer.found and "2025年度" in answer.text, answer.text

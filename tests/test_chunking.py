@@ -50,6 +50,9 @@ def test_a_full_stop_inside_brackets_does_not_end_the_sentence():
     rule = "★:機械装置・システム構築費以外の経費は、総額で500万円(税抜き。グローバル枠の場合は、1,000万円)までを補助上限額とします。"
     quoted = "「地方に仕事をつくる。」を掲げる。"
     assert pc.sentences(rule + quoted + "次の文。") == [rule, quoted, "次の文。"]
+    # A run of quoted slogans is one sentence each, as before.
+    slogans = ["「地方に仕事をつくる。」", "「人の流れをつくる。」", "「結婚・出産・子育ての希望をかなえる。」"]
+    assert pc.sentences("".join(slogans)) == slogans
     page = _page("補助対象経費\n" + rule + "\n・:上限額=補助対象経費総額の2分の1")
     chunks = chunk_page(page, ChunkingSettings(target_chars=50, max_chars=200, overlap_sentences=0))
     assert any(c.text.endswith(rule) for c in chunks)
