@@ -25,6 +25,9 @@ ABSTENTION = "資料中に該当する記載が見つかりませんでした。
 _NUMBER = pc.NUMBER
 _AMOUNT_Q = re.compile(r"何|いくら|幾ら|どれくらい|どのくらい|どの程度|割合|率|数|目標|KPI|規模|上限|金額")
 _YEAR = re.compile(r"(?<!\d)(20\d\d|19\d\d)(?!\d)")
+# The year before each Japanese era's first, to read era years as western ones.
+_ERA_START = {"明治": 1867, "大正": 1911, "昭和": 1925, "平成": 1988, "令和": 2018}
+_ERAS = "|".join(_ERA_START)
 # Not いつも, いつでも, 追いつく, 「どのくらいつくる」.
 _WHEN_Q = re.compile(r"いつ(?!も|でも|[くけきなつ])")
 _YEAR_Q = re.compile(rf"{_WHEN_Q.pattern}|何年|何月|時期|期限|期間|まで[にの]?$|年度")
@@ -32,11 +35,10 @@ _YEAR_Q = re.compile(rf"{_WHEN_Q.pattern}|何年|何月|時期|期限|期間|ま
 # time (「受付時間:9:00~17:00」), a fiscal year named relative to this one (「年度末まで」, 「随時」).
 _DATE = re.compile(
     r"\d\s*(?:年|月|日|か月|ヶ月|カ月|週間|時)|\d{1,2}/\d{1,2}|\d{1,2}[:：]\d{2}|\d{4}\.\d{1,2}\.\d{1,2}|[上中下]旬"
-    r"|(?:明治|大正|昭和|平成|令和)\s*(?:\d|元)|[一二三四五六七八九十]+月|(?:今|来|翌|前|本)年度|年度(?:末|内|中)|随時|通年"
+    rf"|(?:{_ERAS})\s*(?:\d|元)|[一二三四五六七八九十]+月|(?:今|来|翌|前|本)年度|年度(?:末|内|中)|随時|通年"
 )
-# Japanese era years, as the documents write them (「昭和 45 年」, 「平成元年」), and the year before each era's first.
-_ERA_YEAR = re.compile(r"(明治|大正|昭和|平成|令和)\s*(\d{1,2}|元)\s*年")
-_ERA_START = {"明治": 1867, "大正": 1911, "昭和": 1925, "平成": 1988, "令和": 2018}
+# Japanese era years, as the documents write them (「昭和 45 年」, 「平成元年」).
+_ERA_YEAR = re.compile(rf"({_ERAS})\s*(\d{{1,2}}|元)\s*年")
 # An edition or round of a scheme (第20次公募, 第17回受付締切), and a variant of it (一般型, 通常枠).
 _ORDINAL = re.compile(r"第\s*(\d+)\s*([次回期号弾])")
 _VARIANT = re.compile(r"([一-龥ァ-ヶー]{2,6}?)([型枠])")

@@ -165,7 +165,7 @@ def named_document(text: str, topics: Mapping[str, frozenset[str]]) -> tuple[str
     """
     named: dict[str, str] = {}
     for phrase in topic_phrases(text):
-        words = {w for w in content_words(phrase) if not any(ch.isdigit() for ch in w)}
+        words = topic_words(phrase)
         if len(words) < 2 or len(phrase) < _MIN_NAME_CHARS:
             continue  # 「全体像」, 「計画」: a word of the title, not the document's name
         owners = [source for source, topic in topics.items() if words <= topic]
