@@ -4,10 +4,15 @@ Invariants: a chunk never spans two pages; its text is exactly
 ``page.text[start:end]``; a heading line is never the last unit of a chunk (it
 travels with the body that follows); consecutive chunks share
 ``overlap_sentences`` whole sentences.
+
+Each chunk carries the section path at its first line (:mod:`rag.sections`); its
+heading is the innermost numbered section there, or the page's heading when the
+document has no numbered sections.
 """
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -15,6 +20,7 @@ from dataclasses import dataclass
 from rag.config import ChunkingSettings
 from rag.normalize import BULLET_START, CELL_SEPARATOR, SENTENCE_END
 from rag.schema import Chunk, Page
+from rag.sections import heading_style, section_paths
 
 # A 。 inside brackets does not end the sentence: split there, 「総額で500万円(税抜き。グローバル枠の場合は、
 # 1,000万円)までを補助上限額とします。」 leaves a second half that reads as a rule of its own.
@@ -32,8 +38,12 @@ class _Unit:
 
 
 def _is_heading(line: str, is_last: bool) -> bool:
-    # A short line with no sentence end that is not a bullet item introduces what follows.
+    # A short line with no sentence end that is not a bullet item introduces what follows,
+    # and so does a numbered section heading ("(2) 推進体制").
     return (
+        not is_last
+        and heading_style(line) is not None
+    ) or (
         not is_last
         and len(line) <= 40
         and line[-1] not in SENTENCE_END
@@ -64,6 +74,12 @@ def _units(text: str, max_chars: int) -> Iterator[_Unit]:
 
 def chunk_page(page: Page, settings: ChunkingSettings) -> list[Chunk]:
     units = list(_units(page.text, settings.max_chars))
+    lines = page.text.split("\n")
+    paths = section_paths(lines, page.section)
+    # Offset of each line's start, to find the line a chunk starts on.
+    line_starts = [0]
+    for line in lines[:-1]:
+        line_starts.append(line_starts[-1] + len(line) + 1)
     chunks: list[Chunk] = []
     i = 0
     while i < len(units):
@@ -81,15 +97,22 @@ def chunk_page(page: Page, settings: ChunkingSettings) -> list[Chunk]:
         while j - 1 > i and units[j - 1].heading and j < len(units):
             j -= 1
         start, end = units[i].start, units[j - 1].end
+        # The chunk's own text starts after the sentences it repeats from the chunk before:
+        # its section is the one that text is in, not the previous chunk's.
+        own = chunks[-1].end if chunks and start < chunks[-1].end < end else start
+        section = paths[bisect.bisect_right(line_starts, own) - 1] if paths else ()
         chunks.append(
             Chunk(
                 id=Chunk.make_id(page.source, page.page, start),
                 source=page.source,
                 page=page.page,
-                heading=page.heading,
+                # A section opened on this page names the chunk; before the page's first heading,
+                # the page's own heading (its title line, or the section it continues) does.
+                heading=section[-1] if section and section != page.section else page.heading,
                 text=page.text[start:end],
                 start=start,
                 end=end,
+                section=section,
             )
         )
         if j >= len(units):

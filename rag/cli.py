@@ -133,12 +133,12 @@ def cmd_ask(args: argparse.Namespace) -> int:
 
     try:
         if args.json:
-            answer = pipeline.ask(args.question, k=args.k, sources=sources, use_llm=use_llm)
+            answer = pipeline.ask(args.question, k=args.k, sources=sources, use_llm=use_llm, explain=args.explain)
             print(json.dumps(answer.to_json(), ensure_ascii=False, indent=2))
             return 0
         answer = None
         streamed = False
-        for item in pipeline.ask_stream(args.question, k=args.k, sources=sources, use_llm=use_llm):
+        for item in pipeline.ask_stream(args.question, k=args.k, sources=sources, use_llm=use_llm, explain=args.explain):
             if isinstance(item, str):
                 print(item, end="", flush=True)
                 streamed = True
@@ -150,13 +150,112 @@ def cmd_ask(args: argparse.Namespace) -> int:
         # The streamed text was the draft; the checked answer (invalid markers removed) replaces it.
         print("\n\n--- 確認済みの回答 ---")
     print(answer.render())
+    if args.explain:
+        print(f"\n確度: {answer.confidence:.2f}" if answer.confidence is not None else "\n確度: —")
+        from rag.answering.features import DESCRIPTIONS
+
+        for name, effect in answer.explanation:
+            print(f"  {effect:+.2f}  {name}: {DESCRIPTIONS.get(name, '')}")
     return 0
 
 
 # ------------------------------------------------------------------ eval
 
 
+def _lodo_cases(args: argparse.Namespace, settings: Settings):
+    from rag.lodo import collect, load_devsets
+
+    devsets, notes = load_devsets(Path(args.devsets))
+    for note in notes:
+        print(f"注意: {note}", file=sys.stderr)
+    if not devsets:
+        raise CommandError(f"評価できる開発用文書がありません（{args.devsets}）")
+    index_root = PROJECT_ROOT / "indexes" / "lodo"
+    return devsets, collect(settings, devsets, index_root, progress=lambda m: print(f"… {m}", file=sys.stderr))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from rag.answering.features import FEATURES
+    from rag.answering.model import MODEL_FILE
+    from rag.answering.train import fit_model
+
+    settings = _settings(args)
+    devsets, cases = _lodo_cases(args, settings)
+    documents = sorted({c.document for c in cases})
+    model = fit_model(
+        cases, list(FEATURES), fitted_on={"documents": documents, "questions": len(cases), "sets": [d.name for d in devsets]}
+    )
+    out = Path(args.out) if args.out else MODEL_FILE
+    model.save(out)
+    print(f"回答モデルを書き出しました: {out}（{len(documents)}文書、{len(cases)}問）")
+    print(f"確度の較正 a={model.calibration[0]:.3f} b={model.calibration[1]:.3f}; 回答しない: 確度 < {model.decline_below:.3f}; 確度：低: < {model.low_below:.3f}")
+    return 0
+
+
+def cmd_eval_lodo(args: argparse.Namespace) -> int:
+    from rag.answering.features import DESCRIPTIONS, FEATURES
+    from rag.answering.train import leave_one_document_out
+    from rag.baselines import rrf_window_baseline
+    from rag.evaluate import check_floors
+    from rag.lodo import per_document, reliability, reliability_chart, table
+
+    settings = _settings(args)
+    unknown = sorted(set(args.disable) - set(FEATURES))
+    if unknown:
+        raise CommandError(f"知らない特徴量です: {', '.join(unknown)}（使える名前: {', '.join(FEATURES)}）")
+    devsets, cases = _lodo_cases(args, settings)
+    rows, shown, why = leave_one_document_out(
+        cases, list(FEATURES), progress=lambda d: print(f"… {d}", file=sys.stderr), disabled=frozenset(args.disable)
+    )
+    result = per_document(rows)
+    # The plain fusion a user could write in 40 lines, on the same questions and documents.
+    document_of = {c.item.id: c.document for c in cases}
+    base_rows: dict[str, list] = {}
+    for ds in devsets:
+        items = [c.item for c in cases if c.document.startswith(ds.name + "/")]
+        sources = sorted(cases[[c.item.id for c in cases].index(items[0].id)].pipeline.index.manifest.sources) if items else []
+        for row in rrf_window_baseline(ds.corpus, sources, items, k=args.k, embedder=cases[0].pipeline.embedder):
+            base_rows.setdefault(document_of[row.id], []).append(row)
+    baseline = per_document(base_rows)
+    bins = reliability(shown)
+    result["baseline_rrf"] = baseline
+    result["reliability"] = bins
+    result["disabled"] = sorted(args.disable)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "lodo.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
+    reliability_chart(bins, out / "reliability.png")
+    failing = [r for rs in rows.values() for r in rs if not r.passed]
+    md = ["# leave-one-document-out", "", table(result, baseline), "", "## 確度の信頼性", "",
+          "| 確度 | 件数 | 平均確度 | 正答率 |", "|---|---|---|---|"]
+    md += [f"| {b['from']:.1f}–{b['to']:.1f} | {b['n']} | {_f(b['mean_confidence'])} | {_f(b['accuracy'])} |" for b in bins]
+    md += ["", f"## 不正解の質問（{len(failing)}件）と、答えを決めた特徴量", ""]
+    for r in failing:
+        reasons = ", ".join(f"{n} {v:+.2f}" for n, v in why.get(r.id, [])[:5]) or "—"
+        md.append(f"- **{r.id}** {r.question} — 正解ページ: {', '.join(r.gold_pages) or 'なし'}; 引用: {', '.join(r.cited_pages) or 'なし'}; "
+                  f"欠けた事実: {', '.join(r.missing_facts) or '—'}; 特徴量: {reasons}")
+    md += ["", "## 特徴量", ""] + [f"- `{n}`: {DESCRIPTIONS[n]}" for n in FEATURES]
+    (out / "lodo.md").write_text("\n".join(md) + "\n", encoding="utf-8")
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("per_document", "mean", "baseline_rrf", "reliability")}, ensure_ascii=False, indent=2))
+    else:
+        print(table(result, baseline))
+        print(f"\n報告: {out / 'lodo.md'}  信頼性の図: {out / 'reliability.png'}")
+    if args.floors:
+        breaches = check_floors(result["mean"], json.loads(Path(args.floors).read_text(encoding="utf-8")))
+        for line in breaches:
+            print(f"回帰: {line}", file=sys.stderr)
+        return 1 if breaches else 0
+    return 0
+
+
+def _f(value) -> str:
+    return "—" if value is None else f"{value:.2f}"
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.lodo:
+        return cmd_eval_lodo(args)
     from rag.evaluate import QAFormatError, by_type_table, check_floors, load_qa, run_eval, summary_table, write_report
     from rag.ingest import ingest
 
@@ -268,6 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", action="append", help="この文書だけを検索（複数指定可）")
     p.add_argument("--json", action="store_true", help="JSONで出力")
     p.add_argument("--offline", action="store_true", help="LLMが設定されていてもオフライン回答を使う")
+    p.add_argument("--explain", action="store_true", help="回答を決めた特徴量（根拠の内訳）も表示する")
     p.set_defaults(func=cmd_ask)
 
     p = sub.add_parser("eval", help="既知の質問と答えで精度を測る（ベースラインも同時に）")
@@ -281,7 +381,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-baselines", action="store_true")
     p.add_argument("--llm", action="store_true", help="設定された LLM で回答して評価する")
     p.add_argument("--floors", help="下限値の JSON（下回ったら終了コード 1）")
+    p.add_argument("--lodo", action="store_true", help="開発用文書で leave-one-document-out（文書ごとに、他の文書だけで学習して評価）")
+    p.add_argument("--devsets", default=str(PROJECT_ROOT / "eval" / "lodo.toml"), help="--lodo の文書と質問の一覧（TOML）")
+    p.add_argument("--disable", action="append", default=[], metavar="FEATURE", help="--lodo: この特徴量を外して学習する（効果の確認用）")
     p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("train", help="開発用の質問と答えから回答モデル（重み・確度の較正・しきい値）を作る")
+    p.add_argument("--devsets", default=str(PROJECT_ROOT / "eval" / "lodo.toml"))
+    p.add_argument("--out", default=None, help="書き出す JSON（既定: rag/data/answer_model.json）")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("schemes", help="文書に出てくる補助金・交付金・税制などの制度を一覧する")
     p.add_argument("--index", help="索引フォルダ（既定: indexes/default）")

@@ -64,7 +64,10 @@ class RetrievalSettings(_Section):
 class AnswerSettings(_Section):
     max_sentences: int = Field(3, ge=1, le=5)
     max_chars: int = Field(200, ge=40, description="Quoted text before the source list.")
-    min_evidence: float = Field(0.38, ge=0, le=1, description="Below this evidence score the answerer abstains.")
+    decline_below: float | None = Field(
+        None, ge=0, le=1, description="Calibrated confidence under which the answerer declines; empty: the fitted model's threshold."
+    )
+    model_file: Path | None = Field(None, description="Fitted answer model (JSON); empty: the shipped rag/data/answer_model.json.")
 
 
 class LLMSettings(_Section):

@@ -19,7 +19,7 @@ from rag.normalize import comparable
 from rag.schema import Answer
 
 MAX_ANSWER_CHARS = 400  # after comparable(): a whole passage is not an answer
-QA_TYPES = ("factoid", "list", "example", "paraphrase", "multi_page", "unanswerable")
+QA_TYPES = ("factoid", "list", "example", "paraphrase", "multi_page", "unanswerable", "followup")
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,8 @@ class QAItem:
     sources: tuple[tuple[str, int], ...]
     answerable: bool
     type: str
+    history: tuple[str, ...] = ()  # earlier questions of the conversation, oldest first (follow-ups)
+    document: str | None = None  # the document an unanswerable question is about, when it says
 
 
 class QAFormatError(ValueError):
@@ -53,6 +55,8 @@ def load_qa(path: Path) -> list[QAItem]:
                     sources=tuple((s["source"], int(s["page"])) for s in d.get("sources", ())),
                     answerable=bool(d.get("answerable", True)),
                     type=d.get("type", "factoid"),
+                    history=tuple(d.get("history", ())),
+                    document=d.get("document"),
                 )
             )
         except (ValueError, KeyError, TypeError) as exc:
@@ -199,7 +203,7 @@ def run_eval(
     pipeline.ask("ウォームアップ", k=k, use_llm=False)  # first call loads the tokenizer; not a user's latency
     for n, item in enumerate(items):
         t0 = time.perf_counter()
-        answer = pipeline.ask(item.question, k=k, use_llm=use_llm)
+        answer = pipeline.ask(item.question, history=item.history, k=k, use_llm=use_llm)
         latency = (time.perf_counter() - t0) * 1000
         rows.append(judge(item, answer, [(h.chunk.source, h.chunk.page) for h in answer.hits], latency))
         if progress:

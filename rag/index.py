@@ -36,7 +36,8 @@ from rag.chunking import indexable_text
 from rag.schema import Chunk, Page, SourceInfo
 from rag.tokenize import get_splitter
 
-FORMAT_VERSION = 1
+# 2: chunks and pages carry their section path (rag.sections).
+FORMAT_VERSION = 2
 CURRENT = "CURRENT"
 _MANIFEST = "manifest.json"
 _CHUNKS = "chunks.sqlite"
@@ -280,9 +281,9 @@ class LocalIndex:
         placeholders = ",".join("?" * len(ids))
         with self._lock:
             rows = self._db.execute(
-                f"SELECT id, source, page, heading, text, start, end_ FROM chunks WHERE id IN ({placeholders})", list(ids)
+                f"SELECT {_CHUNK_COLUMNS} FROM chunks WHERE id IN ({placeholders})", list(ids)
             ).fetchall()
-        by_id = {r[0]: Chunk(*r) for r in rows}
+        by_id = {r[0]: _chunk(r) for r in rows}
         return [by_id[i] for i in ids if i in by_id]
 
     def get_page(self, source: str, page: int) -> Page | None:
@@ -290,30 +291,28 @@ class LocalIndex:
             return None
         with self._lock:
             row = self._db.execute(
-                "SELECT source, page, heading, raw_text, text, label FROM pages WHERE source=? AND page=?", (source, page)
+                f"SELECT {_PAGE_COLUMNS} FROM pages WHERE source=? AND page=?", (source, page)
             ).fetchone()
-        return Page(*row) if row else None
+        return _page(row) if row else None
 
     def iter_chunks(self, sources: Collection[str] | None = None) -> Iterator[Chunk]:
         """Every chunk in index order (scheme extraction, baselines)."""
         if self._db is None:
             return
         with self._lock:
-            rows = self._db.execute("SELECT id, source, page, heading, text, start, end_ FROM chunks ORDER BY row").fetchall()
+            rows = self._db.execute(f"SELECT {_CHUNK_COLUMNS} FROM chunks ORDER BY row").fetchall()
         for r in rows:
             if not sources or r[1] in sources:
-                yield Chunk(*r)
+                yield _chunk(r)
 
     def iter_pages(self, sources: Collection[str] | None = None) -> Iterator[Page]:
         if self._db is None:
             return
         with self._lock:
-            rows = self._db.execute(
-                "SELECT source, page, heading, raw_text, text, label FROM pages ORDER BY source, page"
-            ).fetchall()
+            rows = self._db.execute(f"SELECT {_PAGE_COLUMNS} FROM pages ORDER BY source, page").fetchall()
         for r in rows:
             if not sources or r[0] in sources:
-                yield Page(*r)
+                yield _page(r)
 
     # -- writing (staged, then committed atomically)
 
@@ -468,6 +467,23 @@ class _Staging:
         del self.sources[source]
 
 
+_CHUNK_COLUMNS = "id, source, page, heading, text, start, end_, section"
+_PAGE_COLUMNS = "source, page, heading, raw_text, text, label, section"
+
+
+def _dump_section(section: tuple[str, ...]) -> str:
+    # A JSON list keeps headings that contain any character, in order.
+    return json.dumps(list(section), ensure_ascii=False)
+
+
+def _chunk(row: Sequence) -> Chunk:
+    return Chunk(*row[:7], section=tuple(json.loads(row[7])))
+
+
+def _page(row: Sequence) -> Page:
+    return Page(*row[:6], section=tuple(json.loads(row[6])))
+
+
 def _write_sqlite(path: Path, chunks: Sequence[Chunk], pages: Sequence[Page]) -> None:
     db = sqlite3.connect(path)
     try:
@@ -477,18 +493,22 @@ def _write_sqlite(path: Path, chunks: Sequence[Chunk], pages: Sequence[Page]) ->
             PRAGMA user_version=1;
             CREATE TABLE chunks (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, source TEXT NOT NULL,
                 page INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL,
-                end_ INTEGER NOT NULL);
+                end_ INTEGER NOT NULL, section TEXT NOT NULL);
             CREATE TABLE pages (source TEXT NOT NULL, page INTEGER NOT NULL, heading TEXT NOT NULL,
-                raw_text TEXT NOT NULL, text TEXT NOT NULL, label TEXT, PRIMARY KEY (source, page));
+                raw_text TEXT NOT NULL, text TEXT NOT NULL, label TEXT, section TEXT NOT NULL,
+                PRIMARY KEY (source, page));
             """
         )
         db.executemany(
-            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?)",
-            ((i, c.id, c.source, c.page, c.heading, c.text, c.start, c.end) for i, c in enumerate(chunks)),
+            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
+            (
+                (i, c.id, c.source, c.page, c.heading, c.text, c.start, c.end, _dump_section(c.section))
+                for i, c in enumerate(chunks)
+            ),
         )
         db.executemany(
-            "INSERT INTO pages VALUES (?,?,?,?,?,?)",
-            ((p.source, p.page, p.heading, p.raw_text, p.text, p.label) for p in pages),
+            "INSERT INTO pages VALUES (?,?,?,?,?,?,?)",
+            ((p.source, p.page, p.heading, p.raw_text, p.text, p.label, _dump_section(p.section)) for p in pages),
         )
         db.commit()
     finally:

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from rag.normalize import collapse_overprint, collapse_repeated_lines, join_vertical_runs, normalize_lines
 from rag.schema import Page
+from rag.sections import BRACKETED, heading_style, section_paths, sections_run_on, stands_alone
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns per odd object; we report per file
 
@@ -47,17 +48,56 @@ class Loader(Protocol):
     def load(self, path: Path, source: str) -> LoadedDocument: ...
 
 
-def make_page(source: str, number: int, raw: str, label: str | None = None, *, laid_out: bool = False) -> Page | None:
+def make_page(
+    source: str, number: int, raw: str, label: str | None = None, *, laid_out: bool = False, section: tuple[str, ...] = ()
+) -> Page | None:
     """Normalise one page's raw text; ``None`` for a page with no text.
 
     ``laid_out``: the text comes from the layout extractor (see :func:`rag.normalize.normalize_lines`).
+    ``section``: the section path open before the page (see :mod:`rag.sections`).  The
+    page's heading is the innermost numbered section at its first line; a page of a
+    document without numbered headings (slides, leaflets) is headed by its first line.
     """
     lines, printed = normalize_lines(raw, number, laid_out=laid_out)
     if not lines:
         return None
-    heading = lines[0][:80]
+    heading = page_heading(lines[0], section)
     label = label or printed
-    return Page(source=source, page=number, heading=heading, raw_text=raw, text="\n".join(lines), label=label)
+    return Page(
+        source=source, page=number, heading=heading, raw_text=raw, text="\n".join(lines), label=label, section=section
+    )
+
+
+def page_heading(first_line: str, section: tuple[str, ...] = ()) -> str:
+    """The page's heading: its first line when that is a heading or a title of its own, else the
+    innermost numbered section the page continues (a page starting mid-sentence), else the first line."""
+    first = section_paths([first_line], section)[0]
+    if first != tuple(section):
+        return first[-1]  # the page opens with a heading
+    if section and not stands_alone(first_line):
+        return section[-1]
+    return first_line[:80]
+
+
+def _standalone_pages(doc: LoadedDocument) -> None:
+    """Pages of a slide deck do not inherit sections from the slide before (:func:`sections_run_on`)."""
+    if sections_run_on([p.text.split("\n", 1)[0] for p in doc.pages]):
+        return
+    doc.pages = [
+        replace(p, section=(), heading=page_heading(p.text.split("\n", 1)[0])) if p.section else p for p in doc.pages
+    ]
+
+
+def _section_after(page: Page) -> tuple[str, ...]:
+    """The section path open at the end of ``page``: the next page starts inside it.
+
+    A bracketed title (【…】, ＜…＞) labels a box or a table on its own page; only
+    numbered sections go on over a page break.
+    """
+    path = section_paths(page.text.split("\n"), page.section)[-1]
+    while path and heading_style(path[-1]) == BRACKETED:
+        path = path[:-1]
+    return path
 
 
 class PdfLoader:
@@ -96,7 +136,8 @@ class PdfLoader:
                 doc.problems.append(f"p.{number}: 文字を取り出せません（{error}）")
                 continue
             # /PageLabels is what the author declared; a number printed on the page comes second.
-            made = make_page(source, number, raw, labels.get(number) or printed, laid_out=laid_out)
+            section = _section_after(doc.pages[-1]) if doc.pages else ()
+            made = make_page(source, number, raw, labels.get(number) or printed, laid_out=laid_out, section=section)
             if made is None:
                 doc.problems.append(f"p.{number}: {NO_TEXT_PAGE}")
                 continue
@@ -105,6 +146,7 @@ class PdfLoader:
             raise DocumentError(
                 source, "テキスト層がありません（スキャン画像のみのPDF）", "OCRで文字を付けたPDFにしてから追加してください"
             )
+        _standalone_pages(doc)
         return doc
 
 
@@ -191,13 +233,14 @@ class TextLoader:
         chunks = text.split("\f")
         doc = LoadedDocument(source=source, title=Path(source).stem, page_count=len(chunks))
         for number, raw in enumerate(chunks, start=1):
-            made = make_page(source, number, raw)
+            made = make_page(source, number, raw, section=_section_after(doc.pages[-1]) if doc.pages else ())
             if made is None:
                 doc.problems.append(f"p.{number}: 空のページです")
                 continue
             doc.pages.append(made)
         if not doc.pages:
             raise DocumentError(source, "本文がありません", "内容のあるファイルを置いてください")
+        _standalone_pages(doc)
         return doc
 
 

@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
+from rag.sections import heading_style
+
 # CJK Radicals Supplement → ideograph, from Unicode's EquivalentUnifiedIdeograph.txt
 # (U+2E81..U+2EF3).  NFKC maps the Kangxi Radicals block but not this one, and
 # PDF fonts often encode 長, 西, 青, 食 ... with these code points.
@@ -45,6 +47,15 @@ _JA = _CJK + _CJK_PUNCT
 _SPACED_RUN = re.compile(rf"(?:[{_JA}0-9A-Za-z] ){{2,}}[{_JA}0-9A-Za-z]")
 # Letter-spacing so wide that each character stands in a cell of its own (a spread-out title).
 _SPACED_CELLS = re.compile(rf"(?:[{_JA}]\t){{2,}}[{_JA}]")
+# A figure set one character per cell in a Word table: 「1 0 . 5 %」, 「3 0 0 , 0 0 0 円」.
+_SPACED_FIGURE = re.compile(r"(?<!\S)\d(?:[ \t][\d.,])+(?:[ \t][%円人件歳])?(?!\S)")
+# What such a run must read as once joined: a figure with a separator or a unit.  A row of
+# single digits ("1　2　3　4", the month columns of a chart) has neither and stays apart.
+_FIGURE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?[%円人件歳]?|\d+\.\d+[%円人件歳]?|\d+[%円人件歳]")
+# A two-character label spread across its cell (均等割付): 「目　標」, 「2 目　的」.  Only when
+# the pair is the whole line (after a numbering mark): two one-character cells of a row have
+# other cells beside them.
+_SPACED_PAIR = re.compile(rf"^((?:\(?\d{{1,2}}[.)．]?\s?)?)([{_CJK}])\t([{_CJK}])$")
 # A single space between two Japanese characters carries no meaning in Japanese prose.
 _SPACE_BETWEEN_JA = re.compile(rf"(?<=[{_JA}]) (?=[{_JA}])")
 
@@ -97,10 +108,17 @@ def _tidy_line(line: str, laid_out: bool = False) -> str:
     line = line.replace("\u3000", " ")
     line = re.sub(r" *\t[ \t]*", "\t", line) if laid_out else line.replace("\t", " ")
     line = re.sub(r" {2,}", " ", line).strip()
+    line = _SPACED_FIGURE.sub(_join_figure, line)
+    line = _SPACED_PAIR.sub(r"\1\2\3", line)
     line = _SPACED_CELLS.sub(lambda m: m.group(0).replace("\t", ""), line)
     line = _SPACED_RUN.sub(lambda m: m.group(0).replace(" ", ""), line)
     line = _SPACE_BETWEEN_JA.sub("", line)
     return line.replace("\t", CELL_SEPARATOR).replace("**", "")
+
+
+def _join_figure(m: re.Match[str]) -> str:
+    joined = re.sub(r"[ \t]", "", m.group(0))
+    return joined if _FIGURE.fullmatch(joined) else m.group(0)
 
 
 def _width(line: str) -> float:
@@ -112,6 +130,8 @@ def _should_join(prev: str, nxt: str, wrap_width: float) -> bool:
         return False
     if prev[-1] in _LINE_CLOSERS or BULLET_START.match(nxt):
         return False
+    if heading_style(nxt) or (_width(prev) < 0.8 * wrap_width and heading_style(prev)):
+        return False  # a short numbered heading introduces its body; a heading never continues a line
     # A wrapped line ends near the text width; a short line is a heading or the end of an item.
     if _width(prev) >= 0.8 * wrap_width:
         return True

@@ -53,6 +53,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rag.normalize import CONTINUES, LABEL_CLOSERS, SENTENCE_END, collapse_overprint, starts_item
+from rag.sections import heading_style
 
 __all__ = ["PageText", "PdfTextError", "iter_page_texts", "page_text"]
 
@@ -791,8 +792,9 @@ def _paragraphs(lines: list[_Line]) -> str:
     """The page's text, one line per paragraph: wrapped lines joined, every other break kept."""
     out: list[str] = []
     block: list[_Line] = []
+    max_gap = _body_line_gap(lines)
     for line in lines:
-        if block and not _wraps_to(block[-1], line):
+        if block and not _wraps_to(block[-1], line, max_gap):
             out.extend(_block_text(block))
             block = []
         block.append(line)
@@ -801,10 +803,46 @@ def _paragraphs(lines: list[_Line]) -> str:
     return "\n".join(out)
 
 
-def _wraps_to(a: _Line, b: _Line) -> bool:
+# Lines of one paragraph are at most this far apart (in font sizes) in tightly set text.
+_TIGHT_LINE_GAP = 0.9
+# Word sets Japanese body text on a document grid: lines about twice the font size apart
+# (a gap of 0.9-1.1 sizes between line boxes).  A paragraph's lines may be as far apart as
+# the page's own body lines, plus this slack, but never as far as a blank line.
+_GAP_SLACK = 0.15
+_MAX_BODY_LINE_GAP = 1.6
+# Only long lines measure the body's line pitch: table rows and slide items are spaced their own way.
+_BODY_LINE_CHARS = 20
+
+
+def _body_line_gap(lines: list[_Line]) -> float:
+    """The largest gap (in font sizes) between two lines of one paragraph on this page.
+
+    Measured, not assumed: the most common gap below a long line of body text.  A page
+    set tightly keeps :data:`_TIGHT_LINE_GAP`; a page on a wide grid (Word's default for
+    Japanese) lets its wrapped lines join as well, while a blank line (about twice the
+    pitch) still separates paragraphs.
+    """
+    counts: dict[int, int] = {}
+    for a, b in zip(lines, lines[1:]):
+        if a.vertical or b.vertical or len(a.text) < _BODY_LINE_CHARS:
+            continue
+        size = min(a.size, b.size)
+        if abs(a.size - b.size) > 0.15 * size:
+            continue
+        gap = (a.y0 - b.y1) / size
+        if 0.0 <= gap <= _MAX_BODY_LINE_GAP:
+            counts[round(gap * 20)] = counts.get(round(gap * 20), 0) + 1
+    if not counts or max(counts.values()) < 3:
+        return _TIGHT_LINE_GAP
+    mode = max(sorted(counts), key=counts.get) / 20
+    return min(max(_TIGHT_LINE_GAP, mode + _GAP_SLACK), _MAX_BODY_LINE_GAP)
+
+
+def _wraps_to(a: _Line, b: _Line, max_gap: float = _TIGHT_LINE_GAP) -> bool:
     """``b`` sits where the next line of ``a``'s paragraph would: directly below, aligned, same size.
 
     In a table row, "a's paragraph" is its last cell: a long cell wraps within its column.
+    ``max_gap`` is the page's paragraph line gap in font sizes (:func:`_body_line_gap`).
     """
     if a.vertical and b.vertical:
         # The next column of 縦書き: just left of this one, starting at the same height.
@@ -818,7 +856,7 @@ def _wraps_to(a: _Line, b: _Line) -> bool:
         return False
     gap = bottom - b.y1
     # Loose boxes of neighbouring lines overlap a little; a blank line or more is a new block.
-    if not -0.5 * size <= gap <= 0.9 * size:
+    if not -0.5 * size <= gap <= max_gap * size:
         return False
     # Flush left, a first-line indent, or a hanging indent under a bullet or "※２".
     return -1.5 * size <= b.x0 - start <= 3.5 * size and b.x0 < a.x1
@@ -863,18 +901,20 @@ def _block_text(block: list[_Line]) -> list[str]:
 
 def _joins(prev: _Line, line: _Line, right: float, margin: bool) -> bool:
     last, first = prev.text[-1:], line.text[:1]
-    if starts_item(line.text):
-        return False  # a new item
+    if starts_item(line.text) or heading_style(line.text) is not None:
+        return False  # a new item or a numbered heading
     if "\t" in line.text:
         # A table row, unless the line above breaks off mid-phrase: the first cell's
         # wrapped start (「住宅宿泊事業者の」 over 「改装関係　住宅宿泊事業法…」).
         return "\t" not in prev.text and last in _PARTICLES + "、,，・" and len(prev.text) >= 6
     if last in SENTENCE_END:
         return False  # a sentence ends where the line does: keep the author's break
+    at_edge = prev.x1 >= right - 1.5 * prev.size
+    if not at_edge and heading_style(prev.text) is not None:
+        return False  # a numbered heading ("１ はじめに") that stops short introduces its body
     # A line that stops short of the edge ends an item or a paragraph, unless it
     # ends on a comma or particle that no item or heading ends on, or the next one
     # starts with what no item starts with (small kana, a long vowel mark, punctuation).
-    at_edge = prev.x1 >= right - 1.5 * prev.size
     if last in "、,，・" or first in _GOES_ON:
         return True
     if last in _PARTICLES and (at_edge or len(prev.text) >= 6):

@@ -13,15 +13,16 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from rag.answer import OfflineAnswerer
+from rag.answer import OfflineAnswerer, Ranking
+from rag.answering.model import load_model
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
 from rag.index import LocalIndex
 from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
 from rag.page_context import HEADING_OPEN
-from rag.query import prepare, topic_words, validate_question
+from rag.query import PreparedQuery, prepare, topic_words, validate_question
 from rag.retrieve import HybridRetriever, Reranker
-from rag.schema import Answer, Citation
+from rag.schema import Answer, Citation, Hit
 
 _TITLE_LINES = 3
 _PAGES_KEPT = 512  # a few hundred KB of page text
@@ -39,6 +40,16 @@ def _title_block(text: str) -> list[str]:
     return out
 
 
+@dataclasses.dataclass
+class Retrieved:
+    """A question parsed once, its passages, and (offline) the scoring of their sentences."""
+
+    query: PreparedQuery
+    hits: list[Hit]
+    query_vector: object
+    ranking: Ranking | None
+
+
 class Pipeline:
     def __init__(self, settings: Settings, index: LocalIndex, embedder: IndexEmbedder, reranker: Reranker | None = None):
         self.settings = settings
@@ -50,7 +61,8 @@ class Pipeline:
         # the quote, the cover, the citations' labels); a loaded index's pages never change.
         self._get_page = functools.lru_cache(maxsize=_PAGES_KEPT)(index.get_page)
         self._all_topics: dict[str, frozenset[str]] | None = None
-        self.offline = OfflineAnswerer(settings.answer, embedder, self.cover, self.page_text)
+        model = load_model(settings.answer.model_file)
+        self.offline = OfflineAnswerer(settings.answer, embedder, pages=self, model=model)
         self._llm = None
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
         self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
@@ -124,29 +136,28 @@ class Pipeline:
         sources: Sequence[str] | None = None,
         k: int | None = None,
         use_llm: bool | None = None,
+        explain: bool = False,
     ) -> Answer:
         """Answer one question.  ``history``: earlier standalone questions of the conversation.
 
         Raises :class:`rag.query.QuestionError` for an unusable question.
         """
         answer = None
-        for item in self.ask_stream(question, history, sources, k, use_llm):
+        for item in self.ask_stream(question, history, sources, k, use_llm, explain):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
         return answer
 
-    def ask_stream(
+    def retrieve(
         self,
         question: str,
         history: Sequence[str] = (),
         sources: Sequence[str] | None = None,
         k: int | None = None,
-        use_llm: bool | None = None,
-    ) -> Iterator[str | Answer]:
-        """Yield answer text pieces as they are produced (LLM), then the final :class:`Answer`."""
-        t0 = time.perf_counter()
-        use_llm = self.llm is not None if use_llm is None else (use_llm and self.llm is not None)
+        use_llm: bool = False,
+    ) -> Retrieved:
+        """Parse the question (once), search, and score every sentence of the passages found."""
         if use_llm and history:
             standalone = self.llm.condense(question, list(history))
             query = prepare(standalone, use_synonyms=self.settings.retrieval.use_synonyms, topics=self.topics())
@@ -157,25 +168,49 @@ class Pipeline:
         ranking = None
         if self.settings.retrieval.sentence_rerank and self.retriever.reranker is None:
             # One scoring orders the passages and picks the offline answer's sentences.
-            ranking = self.offline.rank(query.text, hits, query_vector)
+            ranking = self.offline.rank(query, hits, query_vector)
             hits = ranking.hits if ranking else hits
+        return Retrieved(query, hits, query_vector, ranking)
+
+    def finish(self, question: str, found: Retrieved, answer: Answer, sources: Sequence[str] | None, explain: bool = False) -> Answer:
+        """What every answer carries whichever answerer wrote it: the question, labels, notes."""
+        query = found.query
+        answer.question = question
+        answer.standalone_question = query.text if query.text != validate_question(question) else None
+        answer.citations = self._with_labels(answer.citations)
+        if explain and found.ranking is not None:
+            answer.explanation = self.offline.explain(found.ranking)
+        if query.scope and sources and query.scope not in sources:
+            # The answer comes from the documents the user chose, not from the one the question names.
+            title = self._titles.get(query.scope, query.scope)
+            answer.notes.append(f"質問にある「{query.name}」は「{title}」の内容ですが、この資料は検索の対象に選ばれていません。")
+        return answer
+
+    def ask_stream(
+        self,
+        question: str,
+        history: Sequence[str] = (),
+        sources: Sequence[str] | None = None,
+        k: int | None = None,
+        use_llm: bool | None = None,
+        explain: bool = False,
+    ) -> Iterator[str | Answer]:
+        """Yield answer text pieces as they are produced (LLM), then the final :class:`Answer`."""
+        t0 = time.perf_counter()
+        use_llm = self.llm is not None if use_llm is None else (use_llm and self.llm is not None)
+        found = self.retrieve(question, history, sources, k, use_llm)
+        query, hits = found.query, found.hits
         t1 = time.perf_counter()
         if use_llm:
             answer = None
-            for item in self.llm.stream(query.text, hits, self._titles, query_vector, ranking):
+            for item in self.llm.stream(query.text, hits, self._titles, found.query_vector, found.ranking):
                 if isinstance(item, Answer):
                     answer = item
                 else:
                     yield item
         else:
-            answer = self.offline.answer(query.text, hits, self._titles, query_vector, ranking)
+            answer = self.offline.answer(query, hits, self._titles, found.query_vector, found.ranking)
         t2 = time.perf_counter()
-        answer.question = question
-        answer.standalone_question = query.text if query.text != validate_question(question) else None
-        answer.citations = self._with_labels(answer.citations)
-        if query.scope and sources and query.scope not in sources:
-            # The answer comes from the documents the user chose, not from the one the question names.
-            title = self._titles.get(query.scope, query.scope)
-            answer.notes.append(f"質問にある「{query.name}」は「{title}」の内容ですが、この資料は検索の対象に選ばれていません。")
+        answer = self.finish(question, found, answer, sources, explain)
         answer.timings_ms = {"retrieve": (t1 - t0) * 1000, "answer": (t2 - t1) * 1000, "total": (t2 - t0) * 1000}
         yield answer

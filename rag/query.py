@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from rag import patterns as pat
 from rag.normalize import normalize_query
 from rag.tokenize import content_words, morphemes
 
@@ -174,6 +175,76 @@ def named_document(text: str, topics: Mapping[str, frozenset[str]]) -> tuple[str
     return next(iter(named.items())) if len(named) == 1 else None
 
 
+# ------------------------------------------------------------------ what a question asks for
+
+_AMOUNT_Q = re.compile(r"何|いくら|幾ら|どれくらい|どのくらい|どの程度|割合|率|数|目標|KPI|規模|上限|金額")
+# Not いつも, いつでも, 追いつく, 「どのくらいつくる」.
+_WHEN_Q = re.compile(r"いつ(?!も|でも|[くけきなつ])")
+_YEAR_Q = re.compile(rf"{_WHEN_Q.pattern}|何年|何月|時期|期限|期間|まで[にの]?$|年度")
+# What kind of number a question asks for, and how the documents write it.
+_EXPECTED_UNIT = (
+    (re.compile(r"いくら|金額|予算|費用|運賃|報酬|上限額|単価|何円|何万円"), re.compile(r"\d\s*(?:万|億|千)?円")),
+    (re.compile(r"何%|何パーセント|割合|補助率|カバー率|(?<![効倍比])率は"), re.compile(r"\d\s*%|\d割|分の|\d/\d")),
+    (re.compile(r"何(?:万|千)?人"), re.compile(r"\d\s*(?:万|千)?人")),
+    (re.compile(r"何団体"), re.compile(r"\d\s*団体")),
+    (re.compile(r"何件|件数"), re.compile(r"\d\s*件")),
+    (re.compile(r"何か所|何箇所|何カ所"), re.compile(r"\d\s*(?:か所|箇所|カ所|ヶ所)")),
+)
+_PLACE_Q = re.compile(r"どこ(?!まで|から)|どの(?:自治体|地域|市|町|県|都市)|(?:自治体|市|町|村|県|都市|地域|市町村)(?:は|を|が)[?？]?$")
+_GOAL_Q = re.compile(r"目標|目指|増やす|減らす|までに")
+_LIST_Q = re.compile(
+    r"挙げ|ごと|毎の|流れ|手順|順番|ステップ|\d+つの|[二三四五六七八九十]つの|どんな|どのような|どういった|主な|一覧|何が(?:ある|あり)"
+    r"|ものは|取組は|施策は|事例は|分野は|技術は|自治体は|例は"
+)
+_NAME_Q = re.compile(r"名前|名称|何という|何と呼|どんな(?:制度|事業|交付金|補助金|仕組み|システム)|何を")
+
+
+@dataclass(frozen=True)
+class Asks:
+    """What a question asks for, as far as its wording tells."""
+
+    numeric: bool  # a number, an amount, a date
+    when: bool  # "いつ？": a date
+    years: frozenset[str]  # "2030年度の目標は？"
+    units: tuple[re.Pattern, ...]  # how the kind of number asked is written: 円 for いくら, % for 割合 …
+    unit_words: tuple[str, ...]  # units written in the question itself
+    places: frozenset[str]  # prefectures and municipalities named in the question
+    place: bool  # "どこ？", "どの自治体？"
+    name: bool  # "名前は？"
+    goal: bool  # "目標は？", "何人まで増やす？"
+    list: bool  # "どのような取組？", "4つの施策は？"
+    ordinals: frozenset[tuple[str, str]] = frozenset()  # ("21", "次") for 「第21次公募」
+    variants: frozenset[tuple[str, str]] = frozenset()  # ("創業", "型") for 「創業型の補助上限額」
+
+    @classmethod
+    def of(cls, question: str) -> Asks:
+        return cls(
+            numeric=bool(_AMOUNT_Q.search(question) or _YEAR_Q.search(question)),
+            when=bool(_WHEN_Q.search(question)),
+            years=pat.years_in(question),
+            units=tuple(pattern for asks, pattern in _EXPECTED_UNIT if asks.search(question)),
+            unit_words=tuple(u for u in pat.UNITS if u in question),
+            places=frozenset(m.group(0) for m in pat.PREFECTURE_NAMED.finditer(question)) - {"都道府県"},
+            place=bool(_PLACE_Q.search(question)),
+            name=bool(_NAME_Q.search(question)),
+            goal=bool(_GOAL_Q.search(question)),
+            list=bool(_LIST_Q.search(question)),
+            ordinals=frozenset(pat.ORDINAL.findall(question)),
+            variants=frozenset(pat.VARIANT.findall(question)),
+        )
+
+    @property
+    def frame(self) -> bool:
+        """The question says what kind of answer it wants (a number, a date, a place, a list, a name)."""
+        return self.numeric or self.when or self.place or self.name or self.list or bool(self.units)
+
+    def focus(self) -> list[re.Pattern]:
+        """What a trimmed quote must keep in view."""
+        from rag.page_context import PLACE
+
+        return list(self.units) + [re.compile(y) for y in self.years] + ([PLACE] if self.place else [])
+
+
 @dataclass(frozen=True)
 class PreparedQuery:
     text: str  # the standalone, normalised question
@@ -183,6 +254,9 @@ class PreparedQuery:
     scope: str | None = None
     name: str = ""
     use_synonyms: bool = True
+    # Parsed once here; retrieval and the answerer read these, never the raw text again.
+    asks: Asks | None = None
+    terms: tuple[str, ...] = ()
 
     def sparse_text(self, scoped: bool = False) -> str:
         """The words to search for; ``scoped``: the search is restricted to the named document."""
@@ -205,4 +279,12 @@ def prepare(
     extra = tuple(expand_synonyms(text)) if use_synonyms else ()
     named = named_document(text, topics) if topics else None
     scope, name = named or (None, "")
-    return PreparedQuery(text=text, sparse_extra=extra, scope=scope, name=name, use_synonyms=use_synonyms)
+    return PreparedQuery(
+        text=text,
+        sparse_extra=extra,
+        scope=scope,
+        name=name,
+        use_synonyms=use_synonyms,
+        asks=Asks.of(text),
+        terms=tuple(key_terms(text)),
+    )

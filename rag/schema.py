@@ -21,6 +21,10 @@ class Page:
     raw_text: str  # as extracted, kept for display
     text: str  # normalised; chunk spans index into this
     label: str | None = None
+    # Numbered section headings open before the page's first line (carried over from the
+    # pages before), outermost first.  ``rag.sections.section_paths(text.split("\n"), section)``
+    # gives the path of every line.
+    section: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +38,9 @@ class Chunk:
     text: str
     start: int
     end: int
+    # Section path at the chunk's first line, outermost heading first (``()`` when the
+    # document has no numbered headings); ``heading`` is its innermost entry when there is one.
+    section: tuple[str, ...] = ()
 
     @staticmethod
     def make_id(source: str, page: int, start: int) -> str:
@@ -83,6 +90,10 @@ class Answer:
     mode: str = "offline"
     standalone_question: str | None = None  # the question after follow-up resolution
     evidence: float | None = None  # offline answerer: strength of the best quoted sentence (0..1)
+    # Calibrated probability that the answer is right (offline answerer); low_confidence: shown with 「確度：低」.
+    confidence: float | None = None
+    low_confidence: bool = False
+    explanation: list[tuple[str, float]] = field(default_factory=list)  # features that decided it
 
     def source_list(self) -> str:
         return "\n".join(
@@ -92,6 +103,8 @@ class Answer:
     def render(self) -> str:
         """The answer as a user reads it: body, then the numbered source list."""
         parts = [self.text]
+        if self.found and self.low_confidence:
+            parts.append("（確度：低。関連ページもあわせて確認してください）")
         if self.citations:
             parts.append(("出典:\n" if self.found else "関連しそうな箇所:\n") + self.source_list())
         if self.notes:
@@ -115,6 +128,9 @@ class Answer:
             ],
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "evidence": None if self.evidence is None else round(self.evidence, 3),
+            "confidence": None if self.confidence is None else round(self.confidence, 3),
+            "low_confidence": self.low_confidence,
+            **({"explanation": [{"feature": n, "effect": round(v, 3)} for n, v in self.explanation]} if self.explanation else {}),
             "notes": list(self.notes),
         }
 

@@ -1,0 +1,332 @@
+"""Named features of a candidate sentence (or table row) for one question.
+
+Each feature is a small pure function of the parsed question (:class:`QuestionView`) and a
+candidate, returning a number, mostly in [0, 1].  Features say what evidence they measure;
+they hold no weights.  How much each counts is fitted from the development Q&A
+(:mod:`rag.answering.train`) and stored beside the feature names
+(:mod:`rag.answering.model`), so a maintainer can ask "what does X add on unseen
+documents?" by switching X off, not by editing code.
+
+A feature that only applies to one kind of question (「いつ」, 「いくら」) is 0 for the
+others, so its weight is learned from the questions it applies to.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from rag import page_context as pc
+from rag import patterns as pat
+from rag.query import Asks
+from rag.tokenize import char_ngrams, content_words
+
+
+class Candidate(Protocol):
+    """What a feature may read of a candidate (see :class:`rag.answer._Candidate`)."""
+
+    text: str
+    terms: frozenset[str]
+    topic: frozenset[str]
+    column: frozenset[str]
+    caption: frozenset[str]
+    head: tuple[str, ...]
+    header: bool
+    bigrams: frozenset[str]
+    figure: str
+    hit_rank: int
+    dense: float | None
+    heading_words: frozenset[str]
+    page: int
+    contents: bool
+    cover: str
+    passage: str
+
+
+@functools.lru_cache(maxsize=8192)
+def words(text: str) -> frozenset[str]:
+    """Content-word lemmas of a text (cached: ranking and composing read the same sentences)."""
+    return frozenset(content_words(text))
+
+
+@functools.lru_cache(maxsize=8192)
+def char_bigrams(text: str) -> frozenset[str]:
+    return frozenset(t for t in char_ngrams(text) if len(t) == 2)
+
+
+@dataclass
+class QuestionView:
+    """A question as the features see it: its parse, and its terms weighted over the candidates."""
+
+    asks: Asks
+    terms: list[str]
+    alternatives: dict[str, set[str]]  # each term with the document-side words that count as it
+    weights: dict[str, float] = field(default_factory=dict)  # idf of each term over the candidates
+    bigrams: frozenset[str] = frozenset()
+
+    @property
+    def total(self) -> float:
+        return sum(self.weights.values()) or 1.0
+
+    def covered(self, found: frozenset[str] | set[str]) -> float:
+        """Share of the question's term weight that ``found`` words cover."""
+        return sum(w for t, w in self.weights.items() if self.alternatives[t] & found) / self.total
+
+
+Feature = Callable[[QuestionView, Candidate], float]
+FEATURES: dict[str, Feature] = {}
+DESCRIPTIONS: dict[str, str] = {}
+
+
+def feature(fn: Feature) -> Feature:
+    """Register ``fn`` under its name; its docstring's first line is what ``--explain`` shows."""
+    FEATURES[fn.__name__] = fn
+    DESCRIPTIONS[fn.__name__] = (fn.__doc__ or "").strip().split("\n")[0]
+    return fn
+
+
+# ------------------------------------------------------------------ words shared with the question
+
+
+@feature
+def term_coverage(q: QuestionView, c: Candidate) -> float:
+    """Question terms in the sentence, its table header or the document's title (idf-weighted)."""
+    return q.covered(c.terms | c.topic | c.column)
+
+
+@feature
+def own_coverage(q: QuestionView, c: Candidate) -> float:
+    """Question terms in the sentence itself, not counting the document's title."""
+    return q.covered(c.terms)
+
+
+@feature
+def section_coverage(q: QuestionView, c: Candidate) -> float:
+    """Question terms only in the heading, section path or caption above the sentence."""
+    return q.covered((c.heading_words | c.caption) - c.terms - c.column)
+
+
+@feature
+def bigram_overlap(q: QuestionView, c: Candidate) -> float:
+    """Share of the question terms' character bigrams found in the sentence."""
+    return len(q.bigrams & c.bigrams) / len(q.bigrams) if q.bigrams else 0.0
+
+
+@feature
+def dense(q: QuestionView, c: Candidate) -> float:
+    """Meaning: the sentence embedding's cosine with the question, scaled per embedder."""
+    return c.dense or 0.0
+
+
+@feature
+def dense_missing(q: QuestionView, c: Candidate) -> float:
+    """The sentence was not among those embedded (it ranked low on words)."""
+    return float(c.dense is None)
+
+
+@feature
+def passage_rank(q: QuestionView, c: Candidate) -> float:
+    """Retrieval's rank of the passage the sentence stands in (1 for the first)."""
+    return 1.0 / (1 + c.hit_rank)
+
+
+@feature
+def only_title_words(q: QuestionView, c: Candidate) -> float:
+    """The sentence and its surroundings share only the document's name with the question."""
+    asked = [t for t in q.terms if not q.alternatives[t] & c.topic]
+    if not asked:
+        return 0.0
+    around = c.terms | c.column | c.caption | c.heading_words
+    return float(not any(q.alternatives[t] & around for t in asked))
+
+
+# ------------------------------------------------------------------ the kind of answer asked for
+
+
+def _with_figure(c: Candidate) -> str:
+    return c.text + "\n" + c.figure if c.figure else c.text
+
+
+@feature
+def number_for_numeric(q: QuestionView, c: Candidate) -> float:
+    """A question asking for a number or date, and the sentence (or the line under it) has a number."""
+    return float(q.asks.numeric and bool(pat.NUMBER.search(_with_figure(c))))
+
+
+@feature
+def unit_in_question(q: QuestionView, c: Candidate) -> float:
+    """A unit the question writes (「何団体」) follows a number in the sentence."""
+    text = _with_figure(c)
+    return float(any(re.search(rf"\d[\d,.]*\s*{re.escape(u)}", text) for u in q.asks.unit_words))
+
+
+@feature
+def kind_of_number(q: QuestionView, c: Candidate) -> float:
+    """The kind of number asked (円 for いくら, % for 割合, 人 for 何人) is in the sentence."""
+    return float(bool(q.asks.units) and any(u.search(_with_figure(c)) for u in q.asks.units))
+
+
+@feature
+def kind_of_number_missing(q: QuestionView, c: Candidate) -> float:
+    """The question asks a kind of number the sentence does not hold."""
+    return float(bool(q.asks.units) and not any(u.search(_with_figure(c)) for u in q.asks.units))
+
+
+@feature
+def year_match(q: QuestionView, c: Candidate) -> float:
+    """The sentence names every year the question names (era years read as western)."""
+    return float(bool(q.asks.years) and q.asks.years <= pat.years_in(c.text))
+
+
+@feature
+def year_missing(q: QuestionView, c: Candidate) -> float:
+    """The question names a year the sentence does not."""
+    return float(bool(q.asks.years) and not q.asks.years <= pat.years_in(c.text))
+
+
+@feature
+def date_for_when(q: QuestionView, c: Candidate) -> float:
+    """「いつ」 and the sentence (or the line under it) carries a date, a period or a time."""
+    return float(q.asks.when and bool(pat.DATE.search(_with_figure(c))))
+
+
+@feature
+def date_missing_for_when(q: QuestionView, c: Candidate) -> float:
+    """「いつ」 and the sentence carries no date."""
+    return float(q.asks.when and not pat.DATE.search(_with_figure(c)))
+
+
+@feature
+def target_for_goal(q: QuestionView, c: Candidate) -> float:
+    """A question about a target, and the sentence states one with a number (「…までに」, 目標)."""
+    return float(q.asks.goal and bool(pat.NUMBER.search(c.text)) and bool(pat.GOAL.search(c.text)))
+
+
+@feature
+def place_for_where(q: QuestionView, c: Candidate) -> float:
+    """「どこ」 and the sentence names a place."""
+    return float(q.asks.place and bool(pc.PLACE.search(c.text)))
+
+
+@feature
+def named_place_missing(q: QuestionView, c: Candidate) -> float:
+    """The question names a place the sentence does not."""
+    return float(bool(q.asks.places) and not any(p in c.text for p in q.asks.places))
+
+
+@feature
+def name_for_name(q: QuestionView, c: Candidate) -> float:
+    """「名前は」 and the sentence carries a proper name (quoted, katakana, Latin)."""
+    return float(q.asks.name and bool(pat.NAME.search(c.text)))
+
+
+@feature
+def heads_a_list(q: QuestionView, c: Candidate) -> float:
+    """A list question and the line heads a list or table (its items follow it)."""
+    heads = c.header or (c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40)
+    return float(q.asks.list and (heads or c.text.rstrip().endswith(_LEAD_IN_ENDS)))
+
+
+@feature
+def other_edition(q: QuestionView, c: Candidate) -> float:
+    """The question names an edition or variant (第21次, 創業型) that the document's cover does not."""
+    for number, counter in q.asks.ordinals:
+        named = [n for n, k in pat.ORDINAL.findall(c.cover + "\n" + c.passage) if k == counter]
+        if named and number not in named:
+            return 1.0
+    covered = pat.VARIANT.findall(c.cover)
+    for stem, kind in q.asks.variants:
+        named = [s for s, k in covered if k == kind]
+        if named and not any(stem in s or s in stem for s in named) and stem + kind not in c.text:
+            return 1.0
+    return 0.0
+
+
+# ------------------------------------------------------------------ the sentence's shape
+
+_PARTICLE_START = re.compile(r"^[はがをにでとものへやか、，,。)）」』]")
+_MID_WORD_END = re.compile(r"[^。．.！？!?）)」』\d%円人件年月日度上下内外等]$")
+_LEAD_IN_ENDS = ("次のとおり", "次のとおりとする。", "次のとおりです。", "以下のとおり", "以下のとおりです。", "下記のとおり", "下記までご連絡ください。", ":", "：")
+_NAME_SEPARATORS = re.compile(r"[・、，,／/「]")
+_PREDICATE_END = re.compile(r"(?:。|です|ます|する|した|いる|ある|なる|れる|ない|こと|もの)[。）)]?$")
+
+
+@feature
+def long_sentence(q: QuestionView, c: Candidate) -> float:
+    """How far the sentence runs past 200 characters (flattened tables match words by chance)."""
+    return min(1.0, max(0, len(c.text) - 200) / 400)
+
+
+@feature
+def bare_short_line(q: QuestionView, c: Candidate) -> float:
+    """A line under 12 characters with no table header to say what it means."""
+    return float(len(c.text) < 12 and not (c.column or c.caption))
+
+
+@feature
+def starts_mid_sentence(q: QuestionView, c: Candidate) -> float:
+    """The line starts with a particle or closing mark: the tail of a sentence wrapped from above."""
+    return float(bool(_PARTICLE_START.match(c.text)))
+
+
+@feature
+def ends_mid_sentence(q: QuestionView, c: Candidate) -> float:
+    """A long line that stops without a sentence end: cut at a line break."""
+    return float(len(c.text) > 30 and not c.head and bool(_MID_WORD_END.search(c.text)) and not pc.is_label(c.text))
+
+
+@feature
+def lead_in(q: QuestionView, c: Candidate) -> float:
+    """The line introduces what follows (「次のとおり」, 「下記までご連絡ください」, a trailing colon)."""
+    return float(c.text.rstrip().endswith(_LEAD_IN_ENDS))
+
+
+@feature
+def list_of_names(q: QuestionView, c: Candidate) -> float:
+    """The line is a run of names (many separators, no predicate): a list that names, not an answer."""
+    separators = len(_NAME_SEPARATORS.findall(c.text))
+    if separators < 3 or _PREDICATE_END.search(c.text):
+        return 0.0
+    return min(1.0, separators / 8)
+
+
+@feature
+def name_list_passage(q: QuestionView, c: Candidate) -> float:
+    """Share of the passage's lines that are bare names (short, no number, no sentence end)."""
+    lines = [line.strip() for line in c.passage.split("\n") if line.strip()]
+    if len(lines) < 4:
+        return 0.0
+    bare = sum(1 for line in lines if len(line) <= 25 and not pat.NUMBER.search(line) and not line.endswith("。"))
+    return bare / len(lines)
+
+
+@feature
+def has_number(q: QuestionView, c: Candidate) -> float:
+    """The sentence carries a figure at all."""
+    return float(bool(pat.NUMBER.search(c.text)))
+
+
+@feature
+def table_row(q: QuestionView, c: Candidate) -> float:
+    """A table row read under its header."""
+    return float(bool(c.head) and not c.header)
+
+
+@feature
+def cover_page(q: QuestionView, c: Candidate) -> float:
+    """The sentence is on the document's first page (title, publisher, date)."""
+    return float(c.page == 1)
+
+
+@feature
+def contents_page(q: QuestionView, c: Candidate) -> float:
+    """The passage is a table of contents (entries joined to page numbers by dot leaders)."""
+    return float(c.contents)
+
+
+def vector(q: QuestionView, c: Candidate, names: list[str] | tuple[str, ...]) -> list[float]:
+    """The named features of one candidate, in ``names`` order."""
+    return [float(FEATURES[n](q, c)) for n in names]
