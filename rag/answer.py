@@ -17,14 +17,14 @@ from typing import Protocol
 import numpy as np
 
 from rag import page_context as pc
-from rag.answering.features import QuestionView, char_bigrams, vector
+from rag.answering.features import LEAD_IN_ENDS, QuestionView, char_bigrams, vector
 from rag.answering.features import words as _words
 from rag.answering.model import AnswerModel, load_model
 from rag.config import AnswerSettings
 from rag.patterns import DATE as _DATE
 from rag.patterns import NUMBER as _NUMBER
 from rag.patterns import years_in  # noqa: F401  (re-exported: tests and the LLM path read years with it)
-from rag.query import Asks, PreparedQuery, key_terms, prepare, synonym_groups, topic_words
+from rag.query import Asks, PreparedQuery, prepare, synonym_groups, topic_words
 from rag.retrieve import is_contents
 from rag.schema import Answer, Chunk, Citation, Hit
 from rag.tokenize import content_words
@@ -48,6 +48,8 @@ _SECONDARY_MAX_CHARS = 150
 _ROW_TIE = 0.01
 # Steps of a flow this short (「⑥ 交付決定　P.11」) may run past six lines of an answer.
 _SHORT_ITEM = 30
+# A runner-up is quoted beside the best sentence when its probability is at least this share of the best one.
+_SUPPORT_SHARE = 0.3
 _DENSE_RERANK = 12  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
 _VECTORS_KEPT = 20_000  # sentence vectors remembered across questions (about 40 MB)
 # (cosine of unrelated text, spread up to a clear answer) per embedder; USE measured on eval/qa.jsonl.
@@ -235,7 +237,9 @@ class OfflineAnswerer:
         for at, c in enumerate(candidates):
             first.setdefault(c.hit.chunk.id, at)
         order = sorted(range(len(hits)), key=lambda i: (first.get(hits[i].chunk.id, len(candidates)), i))
-        confidence = model.confidence(logit(candidates[0].score))
+        best = candidates[0]
+        margin = logit(best.score) - logit(candidates[1].score) if len(candidates) > 1 else 10.0
+        confidence = model.confidence(logit(best.score), min(margin, 10.0), best.row)
         return Ranking([hits[i] for i in order], candidates, view, confidence, model)
 
     def score(self, view: QuestionView, candidates: list[_Candidate], model: AnswerModel | None = None) -> None:
@@ -255,7 +259,7 @@ class OfflineAnswerer:
     def explain(self, ranking: Ranking, n: int = 8) -> list[tuple[str, float]]:
         """The features that decided the best candidate's score, largest effect first."""
         best = ranking.candidates[0]
-        return self.model.contributions(best.row)[:n] if best.row is not None else []
+        return ranking.model.contributions(best.row)[:n] if best.row is not None else []
 
     def answer(
         self,
@@ -389,8 +393,12 @@ class OfflineAnswerer:
             chosen.append(best.neighbour(figure))
         items: list[str] = []
         in_table = bool(head) or best.header  # its rows are read above; the lines under a table are not its items
-        if asks.list and not in_table and pc.introduces_list(lines, at, best.text):
+        leads_in = best.text.rstrip().endswith(LEAD_IN_ENDS)
+        if (asks.list or leads_in) and not in_table and pc.introduces_list(lines, at, best.text):
             items = pc.list_items(lines, at, best.text)
+        if not items and not in_table and leads_in:
+            # 「…は次のとおりとする。」, 「下記までご連絡ください。」: the fact is in the lines under it.
+            items = pc.sentences_after(text, best.text, near=near)
         if not items and not in_table and pc.is_label(best.text) and not (asks.numeric and _NUMBER.search(best.text)):
             # A heading that echoes the question says where the answer is, not what it is: read on.
             items = pc.sentences_after(text, best.text, near=near)
@@ -429,7 +437,7 @@ class OfflineAnswerer:
             same_place_elsewhere = bool(asks.places) and other_page and any(p in c.text for p in asks.places)
             if len(chosen) >= self.settings.max_sentences + same_place_elsewhere:
                 continue
-            if c.score < (0.6 if same_place_elsewhere else 0.8) * best.score or len(c.text) > _SECONDARY_MAX_CHARS:
+            if c.score < (0.6 if same_place_elsewhere else _SUPPORT_SHARE) * best.score or len(c.text) > _SECONDARY_MAX_CHARS:
                 continue
             adds_terms = any(alternatives[t] & c.terms and not alternatives[t] & covered_terms for t in weights)
             # "どんな場合？": the next item of the list the best one stands in is another case.

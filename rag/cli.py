@@ -8,6 +8,7 @@ functions as the app, and turns expected failures into one line on stderr
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -188,7 +189,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out) if args.out else MODEL_FILE
     model.save(out)
     print(f"回答モデルを書き出しました: {out}（{len(documents)}文書、{len(cases)}問）")
-    print(f"確度の較正 a={model.calibration[0]:.3f} b={model.calibration[1]:.3f}; 回答しない: 確度 < {model.decline_below:.3f}; 確度：低: < {model.low_below:.3f}")
+    print(f"回答しない: 確度 < {model.decline_below:.3f}; 「確度：低」: < {model.low_below:.3f}")
     return 0
 
 
@@ -225,6 +226,10 @@ def cmd_eval_lodo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     (out / "lodo.json").write_text(json.dumps(result, ensure_ascii=False, indent=2), encoding="utf-8")
     reliability_chart(bins, out / "reliability.png")
+    (out / "lodo_questions.jsonl").write_text(
+        "".join(json.dumps({"document": d, **dataclasses.asdict(r)}, ensure_ascii=False) + "\n" for d, rs in rows.items() for r in rs),
+        encoding="utf-8",
+    )
     failing = [r for rs in rows.values() for r in rs if not r.passed]
     md = ["# leave-one-document-out", "", table(result, baseline), "", "## 確度の信頼性", "",
           "| 確度 | 件数 | 平均確度 | 正答率 |", "|---|---|---|---|"]
@@ -414,13 +419,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rag.answering.model import ModelError
     from rag.embeddings import EmbedderError
     from rag.index import IndexError_
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (CommandError, SettingsError, IndexError_, EmbedderError, FileNotFoundError) as exc:
+    except (CommandError, SettingsError, IndexError_, EmbedderError, ModelError, FileNotFoundError) as exc:
         print(f"エラー: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -76,6 +76,7 @@ def collect(
     settings: Settings, devsets: Sequence[DevSet], index_root: Path, progress: Callable[[str], None] | None = None
 ):
     """Index each set's corpus (incrementally) and retrieve and score every question once."""
+    from rag.answering.model import untrained
     from rag.answering.train import Case, label
     from rag.ingest import ingest
     from rag.pipeline import Pipeline
@@ -88,7 +89,8 @@ def collect(
         report = ingest(set_settings, embedder=embedder)
         for f in report.failed:
             print(f"✗ {f.error}", file=sys.stderr)
-        pipeline = Pipeline.load(set_settings, embedder=embedder)
+        # Word coverage alone orders the candidates here; every fold re-scores them with its own weights.
+        pipeline = Pipeline.load(set_settings, embedder=embedder, model=untrained())
         embedder = pipeline.embedder
         sources = sorted(pipeline.index.manifest.sources)
         items = [item for file in ds.qa for item in load_qa(file) if _about(item, sources)]

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rag.answer import OfflineAnswerer, Ranking
-from rag.answering.model import load_model
+from rag.answering.model import AnswerModel, load_model
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
 from rag.index import LocalIndex
@@ -51,7 +51,14 @@ class Retrieved:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, index: LocalIndex, embedder: IndexEmbedder, reranker: Reranker | None = None):
+    def __init__(
+        self,
+        settings: Settings,
+        index: LocalIndex,
+        embedder: IndexEmbedder,
+        reranker: Reranker | None = None,
+        model: AnswerModel | None = None,
+    ):
         self.settings = settings
         self.index = index
         self.embedder = embedder
@@ -61,15 +68,19 @@ class Pipeline:
         # the quote, the cover, the citations' labels); a loaded index's pages never change.
         self._get_page = functools.lru_cache(maxsize=_PAGES_KEPT)(index.get_page)
         self._all_topics: dict[str, frozenset[str]] | None = None
-        model = load_model(settings.answer.model_file)
+        model = model or load_model(settings.answer.model_file)
         self.offline = OfflineAnswerer(settings.answer, embedder, pages=self, model=model)
         self._llm = None
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
         self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
 
     @classmethod
-    def load(cls, settings: Settings, embedder: IndexEmbedder | None = None) -> Pipeline:
-        """Open the index at ``settings.index_dir``; refuses one built with another embedder."""
+    def load(cls, settings: Settings, embedder: IndexEmbedder | None = None, model: AnswerModel | None = None) -> Pipeline:
+        """Open the index at ``settings.index_dir``; refuses one built with another embedder.
+
+        ``model``: answer weights other than the configured ones (training and
+        leave-one-document-out fit their own, and must not depend on the shipped file).
+        """
         embedder = embedder or load_embedder(settings.embedder)
         s = settings.index
         index = LocalIndex.open(
@@ -79,7 +90,7 @@ class Pipeline:
             hnsw=(s.exact_search_max_chunks, s.hnsw_m, s.hnsw_ef_search),
         )
         reranker = Reranker(settings.retrieval.reranker) if settings.retrieval.reranker else None
-        return cls(settings, index, embedder, reranker)
+        return cls(settings, index, embedder, reranker, model)
 
     @property
     def llm(self):

@@ -120,12 +120,56 @@ def resolve_followup(question: str, history: list[str]) -> str:
 
     ``history`` holds the earlier standalone questions of the conversation, oldest first.
     """
-    if not history or not is_followup(question):
+    if not history:
+        return question
+    swapped = swap_topic(question, history[-1])
+    if swapped:
+        return swapped
+    if not is_followup(question):
         return question
     carried = [p for p in topic_phrases(history[-1]) if p not in question]
     if not carried:
         return question
     return f"{' '.join(carried)} {question}"
+
+
+# 「Bの場合は？」, 「日額だと？」, 「第18回は？」: a topic and nothing that says what is asked about it.
+_ELLIPSIS_TAIL = re.compile(r"(?:の場合|の方|のほう|だと|では|なら|って|について|は|も|だったら|の時|のとき)*[?？]?$")
+_ELLIPSIS_MAX_CHARS = 15
+_DEFINITION = re.compile(r"とは[?？]?$|って何|とは何")
+# A question word, or 「XのY」 (「電子申請の方法は？」): the question says what it asks about X.
+_OWN_QUESTION = re.compile(r"何|いつ|いくら|幾ら|どこ|誰|どう|どの|どれ|どんな|なぜ|の")
+
+
+def swap_topic(question: str, previous: str) -> str | None:
+    """A follow-up that names only a new topic keeps the previous question's frame.
+
+    After 「Aの目標は？」, 「Bの場合は？」 asks for B's target: the previous question with
+    A replaced by B.  What B replaces is the part of the previous question of the same
+    shape (「第17回」 for 「第18回」, 「5G」 for 「6G」), else the phrase that shares its
+    head word (月額 for 日額), else the phrase sharing most characters, else the first
+    topic phrase.  ``None`` when the question asks something of its own.
+    """
+    if _DEFINITION.search(question):
+        return None  # 「5Gとは？」 asks what 5G is: a new question
+    core = _ELLIPSIS_TAIL.sub("", question).strip()
+    if not core or core == question.strip() or len(core) > _ELLIPSIS_MAX_CHARS or _OWN_QUESTION.search(core):
+        return None
+    shape = re.escape(core)
+    shape = re.sub(r"\\?\d+", lambda _: r"\d+", re.sub(r"\d+", "0", shape))
+    m = re.search(shape, previous) if re.search(r"\d", core) else None
+    if m:
+        return previous[: m.start()] + core + previous[m.end() :]
+    phrases = [p for p in topic_phrases(previous) if p not in core]
+    if not phrases:
+        return None
+    for p in phrases:
+        if p.endswith(core[-1]) and len(p) > len(core):
+            # 「…賃金月額」 → 「…賃金日額」: the same head word, another kind.
+            return previous.replace(p, p[: len(p) - len(core)] + core, 1)
+    overlap = max(phrases, key=lambda p: len(set(p) & set(core)))
+    target = overlap if set(overlap) & set(core) else phrases[0]
+    return previous.replace(target, core, 1)
 
 
 def topic_phrases(text: str) -> list[str]:

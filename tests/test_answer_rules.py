@@ -27,8 +27,21 @@ COVERS = {
 }
 
 
+class _Pages:
+    """The pages given, and the covers above: what an index would hand the answerer."""
+
+    def __init__(self, pages: dict[tuple[str, int], str]):
+        self.pages = pages
+
+    def page_text(self, source: str, page: int) -> str | None:
+        return self.pages.get((source, page))
+
+    def cover(self, source: str) -> str:
+        return COVERS.get(source, "")
+
+
 def _answerer(pages: dict[tuple[str, int], str]) -> OfflineAnswerer:
-    return OfflineAnswerer(cover=COVERS.get, page_text=lambda source, page: pages.get((source, page)))
+    return OfflineAnswerer(pages=_Pages(pages))
 
 
 def _hits(pages: dict[tuple[str, int], str], chunks: dict[tuple[str, int], str] | None = None) -> list[Hit]:

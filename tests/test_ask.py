@@ -238,7 +238,7 @@ def test_synonym_keys_are_words_not_parts_of_longer_katakana_words():
 
 
 def test_the_kind_of_number_is_read_from_the_question():
-    from rag.answer import _Asks
+    from rag.query import Asks as _Asks
 
     def wants(question, text):
         return any(u.search(text) for u in _Asks.of(question).units)

@@ -227,7 +227,7 @@ def name_for_name(q: QuestionView, c: Candidate) -> float:
 def heads_a_list(q: QuestionView, c: Candidate) -> float:
     """A list question and the line heads a list or table (its items follow it)."""
     heads = c.header or (c.text.startswith(pc.HEADING_OPEN) and len(c.text) <= 40)
-    return float(q.asks.list and (heads or c.text.rstrip().endswith(_LEAD_IN_ENDS)))
+    return float(q.asks.list and (heads or c.text.rstrip().endswith(LEAD_IN_ENDS)))
 
 
 @feature
@@ -249,7 +249,12 @@ def other_edition(q: QuestionView, c: Candidate) -> float:
 
 _PARTICLE_START = re.compile(r"^[はがをにでとものへやか、，,。)）」』]")
 _MID_WORD_END = re.compile(r"[^。．.！？!?）)」』\d%円人件年月日度上下内外等]$")
-_LEAD_IN_ENDS = ("次のとおり", "次のとおりとする。", "次のとおりです。", "以下のとおり", "以下のとおりです。", "下記のとおり", "下記までご連絡ください。", ":", "：")
+# How a line that introduces the lines under it ends: the answer is below it, not in it.
+LEAD_IN_ENDS = (
+    "次のとおり", "次のとおりとする。", "次のとおりです。", "次の通り", "以下のとおり", "以下のとおりです。", "以下の通り",
+    "下記のとおり", "下記のとおりです。", "ご連絡ください。", "お問い合わせください。", "次のいずれか", "次のいずれかに該当すること。",
+    "以下のいずれか", ":", "：",
+)
 _NAME_SEPARATORS = re.compile(r"[・、，,／/「]")
 _PREDICATE_END = re.compile(r"(?:。|です|ます|する|した|いる|ある|なる|れる|ない|こと|もの)[。）)]?$")
 
@@ -274,14 +279,15 @@ def starts_mid_sentence(q: QuestionView, c: Candidate) -> float:
 
 @feature
 def ends_mid_sentence(q: QuestionView, c: Candidate) -> float:
-    """A long line that stops without a sentence end: cut at a line break."""
-    return float(len(c.text) > 30 and not c.head and bool(_MID_WORD_END.search(c.text)) and not pc.is_label(c.text))
+    """A line of prose that stops without a sentence end: cut at a line break."""
+    # A comma inside says it is prose, not a heading or a label that ends without 。.
+    return float(len(c.text) > 20 and "、" in c.text and not c.head and bool(_MID_WORD_END.search(c.text)))
 
 
 @feature
 def lead_in(q: QuestionView, c: Candidate) -> float:
     """The line introduces what follows (「次のとおり」, 「下記までご連絡ください」, a trailing colon)."""
-    return float(c.text.rstrip().endswith(_LEAD_IN_ENDS))
+    return float(c.text.rstrip().endswith(LEAD_IN_ENDS))
 
 
 @feature

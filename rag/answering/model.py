@@ -1,8 +1,9 @@
 """The answerer's fitted weights, stored as JSON beside the feature names they belong to.
 
 A model is a logistic regression over :data:`rag.answering.features.FEATURES` (the
-score of a candidate sentence) and a Platt calibration of the best candidate's score
-(the probability that the answer quoting it is right).  Thresholds on that probability
+score of a candidate sentence) and a second, question-level logistic regression (the
+calibration): the probability that the answer quoting the best candidate is right, from
+that candidate's score, its lead over the runner-up and a few of its features.  Thresholds on that probability
 decide between answering, answering with 「確度：低」 and declining.  All of it is
 fitted by :mod:`rag.answering.train` on the development Q&A; loading never executes
 code (plain JSON, no pickle), and a file whose feature list differs from this
@@ -21,7 +22,23 @@ import numpy as np
 from rag.answering.features import FEATURES
 
 MODEL_FILE = Path(__file__).resolve().parent.parent / "data" / "answer_model.json"
-FORMAT = 1
+FORMAT = 2
+# What the confidence reads beside the best score: is what the question asks about in the
+# sentence itself, is the kind of answer asked for there at all.
+CALIBRATION_FEATURES = (
+    "own_coverage",
+    "term_coverage",
+    "section_coverage",
+    "dense",
+    "dense_missing",
+    "kind_of_number_missing",
+    "date_missing_for_when",
+    "year_missing",
+    "named_place_missing",
+    "only_title_words",
+    "other_edition",
+    "passage_rank",
+)
 
 
 class ModelError(ValueError):
@@ -33,8 +50,8 @@ class AnswerModel:
     names: list[str]
     weights: list[float]
     bias: float
-    # Platt scaling of the best candidate's score: P(answer right) = σ(a·score + b).
-    calibration: tuple[float, float] = (1.0, 0.0)
+    # P(answer right) = σ(bias + score·best score + margin·lead over the runner-up + Σ w·feature of the best).
+    calibration: dict[str, float] = field(default_factory=lambda: {"bias": 0.0, "score": 1.0, "margin": 0.0})
     decline_below: float = 0.3  # calibrated probability under which the answerer declines
     low_below: float = 0.5  # …and under which it answers with 「確度：低」
     fitted_on: dict = field(default_factory=dict)  # documents, questions, rows: provenance for the README
@@ -42,7 +59,10 @@ class AnswerModel:
 
     def __post_init__(self) -> None:
         self._w = np.asarray(self.weights, dtype=np.float64)
-        self.calibration = tuple(self.calibration)
+        self.calibration = dict(self.calibration)
+        unknown = set(self.calibration) - {"bias", "score", "margin", *CALIBRATION_FEATURES}
+        if unknown:
+            raise ModelError(f"確度の較正に知らない項目があります（{sorted(unknown)}）。`rag train` で作り直してください")
 
     def scores(self, matrix: np.ndarray) -> np.ndarray:
         """The log-odds that each row's candidate holds the answer."""
@@ -50,9 +70,17 @@ class AnswerModel:
             return np.zeros(0)
         return matrix @ self._w + self.bias
 
-    def confidence(self, score: float) -> float:
-        a, b = self.calibration
-        return 1.0 / (1.0 + math.exp(-(a * score + b)))
+    def confidence(self, score: float, margin: float = 0.0, row: np.ndarray | None = None) -> float:
+        """Calibrated probability that the answer quoting the best candidate is right.
+
+        ``score``: the best candidate's log-odds; ``margin``: its lead over the runner-up;
+        ``row``: its feature vector.
+        """
+        cal = self.calibration
+        z = cal.get("bias", 0.0) + cal.get("score", 1.0) * score + cal.get("margin", 0.0) * margin
+        if row is not None:
+            z += sum(cal.get(n, 0.0) * float(row[self.names.index(n)]) for n in CALIBRATION_FEATURES)
+        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
 
     def contributions(self, row: np.ndarray) -> list[tuple[str, float]]:
         """Each feature's share of one candidate's score, largest effect first (for --explain)."""

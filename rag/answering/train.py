@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.answer import logit
-from rag.answering.model import AnswerModel
+from rag.answering.model import CALIBRATION_FEATURES, AnswerModel
 from rag.evaluate import QAItem, QuestionResult, judge
 from rag.normalize import comparable
 
@@ -41,7 +41,7 @@ class Case:
     document: str  # what leave-one-document-out holds out
     pipeline: object  # the rag.pipeline.Pipeline of its corpus
     found: object  # rag.pipeline.Retrieved
-    labels: np.ndarray  # 1 for a candidate that holds a must_include fact on a gold page
+    labels: np.ndarray  # the share of the must_include facts a candidate holds on a gold page
 
     @property
     def matrix(self) -> np.ndarray:
@@ -49,70 +49,95 @@ class Case:
 
 
 def label(item: QAItem, candidates) -> np.ndarray:
+    """Graded relevance of each candidate: the share of the question's facts it holds on a gold page."""
     gold = set(item.sources)
     facts = [comparable(f) for f in item.must_include]
     out = np.zeros(len(candidates))
     for i, c in enumerate(candidates):
-        if (c.hit.chunk.source, c.hit.chunk.page) in gold:
+        if facts and (c.hit.chunk.source, c.hit.chunk.page) in gold:
             text = comparable(c.text + c.figure)
-            out[i] = float(any(f in text for f in facts))
+            out[i] = sum(f in text for f in facts) / len(facts)
     return out
 
 
 def fit_weights(cases: Sequence[Case], names: list[str], disabled: frozenset[str] = frozenset()) -> AnswerModel:
-    """Logistic regression over the candidates of ``cases``; each document weighs the same.
+    """Weights that rank a question's right sentences above its other ones; each document weighs the same.
 
-    ``disabled`` features are fitted as absent (weight 0): an ablation is a setting, not an edit.
+    Pairwise (the difference of a right and a wrong candidate of one question is one
+    example): what matters is the order within a question, not how many candidates a
+    question happens to have.  The scale and offset that turn a score into a sentence's
+    probability are then fitted pointwise on all candidates.  ``disabled`` features are
+    fitted as absent (weight 0): an ablation is a setting, not an edit.
     """
     from sklearn.linear_model import LogisticRegression
 
     per_doc = defaultdict(int)
-    for case in cases:
+    usable = [c for c in cases if c.found.ranking is not None and c.labels.any()]
+    for case in usable:
         per_doc[case.document] += 1
-    xs, ys, ws = [], [], []
-    for case in cases:
-        if case.found.ranking is None or (case.item.answerable and not case.labels.any()):
-            continue  # an answerable question whose answer was not retrieved says nothing about sentences
-        n = len(case.labels)
-        xs.append(case.matrix)
-        ys.append(case.labels)
+    off = [names.index(n) for n in disabled]
+    diffs, weights = [], []
+    for case in usable:
+        x = case.matrix.copy()
+        x[:, off] = 0.0
+        # Every pair of candidates where one holds more of the facts than the other.
+        hi, lo = np.nonzero(case.labels[:, None] > case.labels[None, :])
+        if not len(hi):
+            continue
+        d = x[hi] - x[lo]
+        gain = case.labels[hi] - case.labels[lo]
+        diffs.append(d)
         # Every question of a document weighs the same, and every document the same in all.
-        ws.append(np.full(n, 1.0 / (n * per_doc[case.document])))
-    x, y, w = np.vstack(xs), np.concatenate(ys), np.concatenate(ws)
-    x[:, [names.index(n) for n in disabled]] = 0.0
+        weights.append(gain / (gain.sum() * per_doc[case.document]))
+    d, w = np.vstack(diffs), np.concatenate(weights)
     w = w * (len(w) / w.sum())
-    # Standardised, the solver converges in a few steps; the weights are mapped back to raw feature units.
-    mean, std = x.mean(axis=0), x.std(axis=0)
+    std = d.std(axis=0)
     std[std == 0] = 1.0
-    learner = LogisticRegression(C=C, max_iter=500, solver="newton-cholesky")
-    learner.fit((x - mean) / std, y, sample_weight=w)
+    # Each pair both ways round, so the two classes are balanced and no intercept is needed.
+    learner = LogisticRegression(C=C, max_iter=500, solver="newton-cholesky", fit_intercept=False)
+    learner.fit(np.vstack([d, -d]) / std, np.r_[np.ones(len(d)), np.zeros(len(d))], sample_weight=np.r_[w, w])
     coef = learner.coef_[0] / std
-    bias = float(learner.intercept_[0] - (coef * mean).sum())
-    return AnswerModel(list(names), [float(v) for v in coef], bias)
+    # Score → probability that the sentence holds the answer, over all candidates of all questions.
+    scores = np.concatenate([c.matrix @ coef for c in cases if c.found.ranking is not None])
+    labels = np.concatenate([c.labels for c in cases if c.found.ranking is not None]) > 0
+    platt = LogisticRegression(C=100.0).fit(scores[:, None], labels)
+    a, b = float(platt.coef_[0][0]), float(platt.intercept_[0])
+    return AnswerModel(list(names), [float(v) * a for v in coef], b)
 
 
-Judged = tuple[float, bool, bool]  # (best candidate's log-odds, answer judged right, question answerable)
+@dataclass
+class Judged:
+    """One question answered under a model that had not seen its document."""
+
+    score: float  # the best candidate's log-odds
+    margin: float  # its lead over the runner-up
+    row: np.ndarray | None  # its features
+    right: bool  # the answer judged right (never for an unanswerable question)
+    answerable: bool
+
+    def x(self, names: list[str]) -> list[float]:
+        row = self.row if self.row is not None else np.zeros(len(names))
+        return [self.score, self.margin] + [float(row[names.index(n)]) for n in CALIBRATION_FEATURES]
 
 
-def fit_calibration(judged: Sequence[Judged]) -> tuple[float, float]:
-    """Platt scaling: P(answer right) as a logistic function of the best candidate's log-odds."""
+def fit_calibration(judged: Sequence[Judged], names: list[str]) -> dict[str, float]:
+    """P(answer right) from the best candidate's score, margin and features, fitted on held-out answers."""
     from sklearn.linear_model import LogisticRegression
 
-    x = np.array([[z] for z, _, _ in judged])
-    y = np.array([ok for _, ok, _ in judged], dtype=int)
+    x = np.array([j.x(names) for j in judged])
+    y = np.array([j.right for j in judged], dtype=int)
     if len(set(y)) < 2:
-        return (1.0, 0.0)
-    learner = LogisticRegression(C=10.0)
+        return {"bias": 0.0, "score": 1.0, "margin": 0.0}
+    learner = LogisticRegression(C=1.0, max_iter=1000)
     learner.fit(x, y)
-    return float(learner.coef_[0][0]), float(learner.intercept_[0])
+    keys = ["score", "margin", *CALIBRATION_FEATURES]
+    return {"bias": float(learner.intercept_[0]), **{k: float(v) for k, v in zip(keys, learner.coef_[0])}}
 
 
-def choose_thresholds(judged: Sequence[Judged], calibration: tuple[float, float]) -> tuple[float, float]:
+def choose_thresholds(judged: Sequence[Judged], model: AnswerModel) -> tuple[float, float]:
     """(decline_below, low_below): decline as many unanswerable questions as the budget of
     wrongly declined answerable ones allows; below 0.5 an answer is more likely wrong than right."""
-    a, b = calibration
-    conf = [(1 / (1 + math.exp(-(a * z + b))), answerable) for z, _, answerable in judged]
-    answerable = sorted(p for p, ok in conf if ok)
+    answerable = sorted(model.confidence(j.score, j.margin, j.row) for j in judged if j.answerable)
     if not answerable:
         return 0.0, 0.5
     allowed = int(DECLINE_BUDGET * len(answerable))
@@ -121,7 +146,7 @@ def choose_thresholds(judged: Sequence[Judged], calibration: tuple[float, float]
     return round(decline, 6), round(max(0.5, decline), 6)
 
 
-def judge_case(case: Case, model: AnswerModel) -> tuple[QuestionResult, float, list[tuple[str, float]]]:
+def judge_case(case: Case, model: AnswerModel) -> tuple[QuestionResult, Judged, list[tuple[str, float]]]:
     """Answer ``case`` with ``model`` (its thresholds included) and judge it; also the best log-odds."""
     pipeline, found = case.pipeline, case.found
     ranking = pipeline.offline.rescore(found.ranking, model) if found.ranking else None
@@ -129,9 +154,12 @@ def judge_case(case: Case, model: AnswerModel) -> tuple[QuestionResult, float, l
     answer = pipeline.offline.answer(found.query, hits, pipeline.titles(), found.query_vector, ranking)
     answer = pipeline.finish(case.item.question, dataclasses.replace(found, hits=hits, ranking=ranking), answer, None)
     row = judge(case.item, answer, [(h.chunk.source, h.chunk.page) for h in answer.hits], 0.0)
+    right, answerable = row.passed and case.item.answerable, case.item.answerable
     if not ranking:
-        return row, -30.0, []
-    return row, logit(ranking.candidates[0].score), pipeline.offline.explain(ranking)
+        return row, Judged(-30.0, 0.0, None, right, answerable), []
+    best = ranking.candidates
+    margin = min(10.0, logit(best[0].score) - logit(best[1].score)) if len(best) > 1 else 10.0
+    return row, Judged(logit(best[0].score), margin, best[0].row, right, answerable), pipeline.offline.explain(ranking)
 
 
 def _out_of_fold(cases: Sequence[Case], names: list[str], disabled: frozenset[str]) -> list[Judged]:
@@ -141,8 +169,7 @@ def _out_of_fold(cases: Sequence[Case], names: list[str], disabled: frozenset[st
         model = fit_weights([c for c in cases if c.document != doc], names, disabled)
         model.decline_below = 0.0  # judge every answer; declining is what the threshold decides
         for case in (c for c in cases if c.document == doc):
-            row, z, _ = judge_case(case, model)
-            judged.append((z, row.passed and case.item.answerable, case.item.answerable))
+            judged.append(judge_case(case, model)[1])
     return judged
 
 
@@ -152,8 +179,8 @@ def fit_model(
     """Weights on all ``cases``; calibration and thresholds on their out-of-fold scores."""
     model = fit_weights(cases, names, disabled)
     judged = _out_of_fold(cases, names, disabled)
-    model.calibration = fit_calibration(judged)
-    model.decline_below, model.low_below = choose_thresholds(judged, model.calibration)
+    model.calibration = fit_calibration(judged, names)
+    model.decline_below, model.low_below = choose_thresholds(judged, model)
     model.fitted_on = fitted_on or {}
     return model
 
@@ -179,7 +206,7 @@ def leave_one_document_out(
         model = fit_model(others, names, disabled=disabled)
         rows[doc] = []
         for case in (c for c in cases if c.document == doc):
-            row, z, why[row.id] = judge_case(case, model)
+            row, j, why[row.id] = judge_case(case, model)
             rows[doc].append(row)
-            shown.append((model.confidence(z), row.passed and case.item.answerable, case.item.answerable))
+            shown.append((model.confidence(j.score, j.margin, j.row), j.right, j.answerable))
     return rows, shown, why

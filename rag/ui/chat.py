@@ -133,6 +133,11 @@ def render_answer(answer: Answer, msg_id: int, scope: str = "") -> None:
     else:
         st.markdown(f'<div class="rag-answer rag-abstain">{escape_text(answer.text)}</div>', unsafe_allow_html=True)
         st.caption("言い回しを変える、または検索する文書の指定を外すと見つかることがあります。")
+    if answer.found and answer.low_confidence:
+        # The calibrated confidence is in the middle band: say so, and point at the other pages found.
+        others = sorted({f"p.{h.chunk.page}" for h in answer.hits[:5]} - {f"p.{c.page}" for c in answer.citations})
+        more = f"（関連ページ: {'、'.join(others)}）" if others else ""
+        st.warning(f"確度：低 — この引用が答えになっているか、原文で確認してください{more}。", icon=":material/help:")
     if not answer.verified:
         st.warning("この回答は資料の記載で裏付けられていません（有効な出典がありません）。必ず原文で確認してください。", icon=":material/gpp_maybe:")
     for note in answer.notes:
@@ -142,6 +147,8 @@ def render_answer(answer: Answer, msg_id: int, scope: str = "") -> None:
         for c in answer.citations:
             _citation(c, msg_id)
     meta = ["オフライン回答" if answer.mode == "offline" else "LLM回答"]
+    if answer.confidence is not None and answer.found:
+        meta.append(f"確度 {answer.confidence:.0%}")
     if scope:
         meta.append(scope)
     if answer.timings_ms.get("total") is not None:
