@@ -87,7 +87,7 @@ def test_chat_answers_with_page_citation(shared_index):
     assert any("p\\.2" in label for label in labels), labels  # the citation names its page
     assert "<mark>" in text  # the quoted sentence is highlighted in its page
     assert len(at.chat_message) == 2
-    assert [t.label for t in at.toggle] == ["ページの画像を表示"]
+    assert at.toggle and {t.label for t in at.toggle} == {"ページの画像を表示"}  # one per citation
     assert any(b.label == "PDFをダウンロード" for b in at.get("download_button"))
 
     # The page image is drawn on request.

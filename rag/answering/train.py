@@ -31,6 +31,9 @@ from rag.normalize import comparable
 DECLINE_BUDGET = 0.04
 # Regularisation of the logistic regression (sklearn's C): features are few and the documents varied.
 C = 0.5
+# A question of a document with n questions weighs n**-DOCUMENT_SHARE: 1 weighs every document the same,
+# 0 every question the same.
+DOCUMENT_SHARE = 0.5
 
 
 @dataclass
@@ -88,7 +91,7 @@ def fit_weights(cases: Sequence[Case], names: list[str], disabled: frozenset[str
         gain = case.labels[hi] - case.labels[lo]
         diffs.append(d)
         # Every question of a document weighs the same, and every document the same in all.
-        weights.append(gain / (gain.sum() * per_doc[case.document]))
+        weights.append(gain / (gain.sum() * per_doc[case.document] ** DOCUMENT_SHARE))
     d, w = np.vstack(diffs), np.concatenate(weights)
     w = w * (len(w) / w.sum())
     std = d.std(axis=0)
