@@ -1,8 +1,11 @@
 """The offline answerer: quote the sentences that answer the question, with page markers.
 
 It never writes text of its own beyond fixed phrases: every sentence of an
-answer is cut from a cited page.  When the evidence is weak it abstains with
-:data:`ABSTENTION` and lists the nearest pages instead.
+answer is cut from a cited page.  Each candidate sentence is scored by named
+features and fitted weights (:mod:`rag.answering`); when the calibrated confidence
+that the quote answers is under the fitted threshold it abstains with
+:data:`ABSTENTION` and lists the nearest pages instead, and in the middle band it
+answers marked 「確度：低」.
 """
 
 from __future__ import annotations
@@ -10,7 +13,6 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -19,11 +21,10 @@ import numpy as np
 from rag import page_context as pc
 from rag.answering.features import LEAD_IN_ENDS, QuestionView, char_bigrams, vector
 from rag.answering.features import words as _words
-from rag.answering.model import AnswerModel, load_model
+from rag.answering.model import AnswerModel, load_model, logit, margin, sigmoid
 from rag.config import AnswerSettings
 from rag.patterns import DATE as _DATE
 from rag.patterns import NUMBER as _NUMBER
-from rag.patterns import years_in  # noqa: F401  (re-exported: tests and the LLM path read years with it)
 from rag.query import Asks, PreparedQuery, prepare, synonym_groups, topic_words
 from rag.retrieve import is_contents
 from rag.schema import Answer, Chunk, Citation, Hit
@@ -31,8 +32,6 @@ from rag.tokenize import content_words
 
 #: The one phrase used whenever the documents do not answer (tests and the LLM prompt use it too).
 ABSTENTION = "資料中に該当する記載が見つかりませんでした。"
-#: Shown with an answer whose calibrated confidence is in the middle band.
-LOW_CONFIDENCE = "確度：低"
 
 _ANAPHORA = re.compile(
     r"(?:この|その|これらの?|それらの?|こうした|同)(?:場合|際|ため|うち|ほか|他|結果|上で|中で|事業|制度|取組)"
@@ -50,7 +49,9 @@ _ROW_TIE = 0.01
 _SHORT_ITEM = 30
 # A runner-up is quoted beside the best sentence when its probability is at least this share of the best one.
 _SUPPORT_SHARE = 0.3
-_DENSE_RERANK = 24  # sentences embedded per question: enough to reorder, cheap enough for < 50 ms
+# Sentences embedded per question, those sharing most words with it: 12 → 24 measured on held-out
+# documents (docs/decisions.md); their vectors are kept across questions, so p50 stays under 50 ms.
+_DENSE_RERANK = 24
 _VECTORS_KEPT = 20_000  # sentence vectors remembered across questions (about 40 MB)
 # (cosine of unrelated text, spread up to a clear answer) per embedder; USE measured on eval/qa.jsonl.
 _DENSE_CALIBRATION = {"use-multilingual": (0.15, 0.45)}
@@ -238,8 +239,8 @@ class OfflineAnswerer:
             first.setdefault(c.hit.chunk.id, at)
         order = sorted(range(len(hits)), key=lambda i: (first.get(hits[i].chunk.id, len(candidates)), i))
         best = candidates[0]
-        margin = logit(best.score) - logit(candidates[1].score) if len(candidates) > 1 else 10.0
-        confidence = model.confidence(logit(best.score), min(margin, 10.0), best.row)
+        lead = margin([c.score for c in candidates[:2]], model.bias)
+        confidence = model.confidence(logit(best.score), lead, best.row)
         return Ranking([hits[i] for i in order], candidates, view, confidence, model)
 
     def score(self, view: QuestionView, candidates: list[_Candidate], model: AnswerModel | None = None) -> None:
@@ -250,11 +251,11 @@ class OfflineAnswerer:
                 c.row = np.asarray(vector(view, c, model.names), dtype=np.float64)
         matrix = np.vstack([c.row for c in candidates])
         logits = model.scores(matrix)
-        meaning = [model.names.index(n) for n in ("dense", "dense_missing")]
+        meaning = [model.column(n) for n in ("dense", "dense_missing")]
         without_meaning = logits - matrix[:, meaning] @ model._w[meaning]
         for c, z, z0 in zip(candidates, logits, without_meaning):
-            c.score = _sigmoid(z)
-            c.lexical = _sigmoid(z0)
+            c.score = sigmoid(z)
+            c.lexical = sigmoid(z0)
 
     def explain(self, ranking: Ranking, n: int = 8) -> list[tuple[str, float]]:
         """The features that decided the best candidate's score, largest effect first."""
@@ -268,10 +269,13 @@ class OfflineAnswerer:
         titles: dict[str, str] | None = None,
         query_vector=None,
         ranking: Ranking | None = None,
+        decline: float | None = None,
     ) -> Answer:
         """``query_vector`` is the question as the retriever embedded it (saves embedding it twice);
         ``ranking``: :meth:`rank` of ``hits``, when the caller has already scored them (the
-        answer then lists the hits in its order).  Without one the hits keep the order given."""
+        answer then lists the hits in its order).  Without one the hits keep the order given.
+        ``decline``: the confidence under which to decline, over the settings and the model's
+        (training judges every answer with 0, whatever the user configured)."""
         titles = titles or {}
         text = question.text if isinstance(question, PreparedQuery) else question
         if ranking is not None:
@@ -283,7 +287,8 @@ class OfflineAnswerer:
         alternatives, weights = ranking.alternatives, ranking.weights
         best = candidates[0]
         model = ranking.model
-        decline = self.settings.decline_below if self.settings.decline_below is not None else model.decline_below
+        if decline is None:
+            decline = self.settings.decline_below if self.settings.decline_below is not None else model.decline_below
         # A question about another edition or variant than the one the document describes (第21次 in
         # the 第20次 公募要領) is unanswerable by construction, however close the dates read: a veto,
         # not a weight (the Q&A has too few such questions to learn it from).
@@ -391,7 +396,7 @@ class OfflineAnswerer:
                 break
             chosen.append(best.neighbour(row))
         figure = best.figure
-        # A dateless measure answers 「いつ」 only with the dated line under it (_score excused it for
+        # A dateless measure answers 「いつ」 only with the dated line under it (its features read
         # that line): quote it even past the budget (_compose trims each line to a quote's length).
         dates_it = asks.when and not _DATE.search(best.text)
         if figure and (_length(chosen) + len(figure) <= budget or dates_it):
@@ -600,16 +605,6 @@ def _length(chosen: list[_Candidate]) -> int:
     return sum(len(c.text) for c in chosen)
 
 
-def _sigmoid(z: float) -> float:
-    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, float(z)))))
-
-
-def logit(p: float) -> float:
-    """The log-odds of a probability (the model's score before the sigmoid)."""
-    p = min(max(p, 1e-12), 1 - 1e-12)
-    return math.log(p / (1 - p))
-
-
 def _feature(c: _Candidate, model: AnswerModel, name: str) -> float:
-    return float(c.row[model.names.index(name)]) if c.row is not None else 0.0
+    return float(c.row[model.column(name)]) if c.row is not None else 0.0
 

@@ -137,6 +137,8 @@ def resolve_followup(question: str, history: list[str]) -> str:
 _ELLIPSIS_TAIL = re.compile(r"(?:の場合|の方|のほう|だと|では|なら|って|について|は|も|だったら|の時|のとき)*[?？]?$")
 _ELLIPSIS_MAX_CHARS = 15
 _DEFINITION = re.compile(r"とは[?？]?$|って何|とは何")
+# What a question asks about something, as opposed to the something (「締切」, 「補助率」 vs 「公民館」).
+_ATTRIBUTE = re.compile(r"(?:率|額|日|期間|期限|締切|要件|対象|方法|時間|時期|件数|人数|数|先|場所|条件|内容|書類|上限|下限|目標)$")
 # A question word, or 「XのY」 (「電子申請の方法は？」): the question says what it asks about X.
 _OWN_QUESTION = re.compile(r"何|いつ|いくら|幾ら|どこ|誰|どう|どの|どれ|どんな|なぜ|の")
 
@@ -161,15 +163,20 @@ def swap_topic(question: str, previous: str) -> str | None:
     if m:
         return previous[: m.start()] + core + previous[m.end() :]
     phrases = [p for p in topic_phrases(previous) if p not in core]
-    if not phrases:
-        return None
     for p in phrases:
-        if p.endswith(core[-1]) and len(p) > len(core):
+        if p.endswith(core[-1]) and len(p) > len(core) and len(core) >= 2:
             # 「…賃金月額」 → 「…賃金日額」: the same head word, another kind.
             return previous.replace(p, p[: len(p) - len(core)] + core, 1)
-    overlap = max(phrases, key=lambda p: len(set(p) & set(core)))
-    target = overlap if set(overlap) & set(core) else phrases[0]
-    return previous.replace(target, core, 1)
+    shared = [(len(set(p) & set(core)), p) for p in phrases]
+    most, target = max(shared, default=(0, ""))
+    if most and [n for n, _ in shared].count(most) == 1:
+        return previous.replace(target, core, 1)  # 「初回」 for 「2回目以降」
+    if not phrases:
+        return None
+    # Nothing of the same shape: an attribute (「締切は？」, 「補助率は？」) takes the place of the
+    # attribute asked before (the last phrase), anything else the place of the subject (the first).
+    slot = phrases[-1] if _ATTRIBUTE.search(core) and len(phrases) > 1 else phrases[0]
+    return previous.replace(slot, core, 1)
 
 
 def topic_phrases(text: str) -> list[str]:
@@ -276,11 +283,6 @@ class Asks:
             ordinals=frozenset(pat.ORDINAL.findall(question)),
             variants=frozenset(pat.VARIANT.findall(question)),
         )
-
-    @property
-    def frame(self) -> bool:
-        """The question says what kind of answer it wants (a number, a date, a place, a list, a name)."""
-        return self.numeric or self.when or self.place or self.name or self.list or bool(self.units)
 
     def focus(self) -> list[re.Pattern]:
         """What a trimmed quote must keep in view."""

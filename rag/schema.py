@@ -89,7 +89,7 @@ class Answer:
     verified: bool = True  # False when an LLM answer carries no valid citation
     mode: str = "offline"
     standalone_question: str | None = None  # the question after follow-up resolution
-    evidence: float | None = None  # offline answerer: strength of the best quoted sentence (0..1)
+    evidence: float | None = None  # kept for clients of the JSON before `confidence`; the same value
     # Calibrated probability that the answer is right (offline answerer); low_confidence: shown with 「確度：低」.
     confidence: float | None = None
     low_confidence: bool = False

@@ -181,9 +181,27 @@ def test_the_model_is_plain_json_and_refuses_other_features(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(ModelError, match="rag train"):
         load_model(path)
-    path.write_text("not json")
+    for broken in ("not json", "[]", json.dumps({**json.loads(model.to_json()), "bias": float("nan")}).replace("NaN", "NaN")):
+        path.write_text(broken)
+        with pytest.raises(ModelError, match="rag train"):
+            load_model(path)
+    unknown = json.loads(model.to_json())
+    unknown["calibration"]["a_signal_this_version_lacks"] = 1.0
+    path.write_text(json.dumps(unknown))
     with pytest.raises(ModelError, match="rag train"):
         load_model(path)
+    upside_down = {**json.loads(model.to_json()), "decline_below": 0.9, "low_below": 0.5}
+    path.write_text(json.dumps(upside_down))
+    with pytest.raises(ModelError, match="rag train"):
+        load_model(path)
+
+
+def test_one_weak_candidate_is_not_a_sure_answer():
+    from rag.answering.model import margin
+
+    # Alone, a candidate's lead is measured against the model's no-evidence baseline.
+    assert margin([0.2], bias=-1.0) < 1.0 and margin([0.99], bias=-1.0) > 5.0
+    assert margin([0.6, 0.59], bias=-5.0) < 0.1
 
 
 def test_the_shipped_model_loads_and_is_fitted():
@@ -197,7 +215,6 @@ def test_explanations_are_the_weighted_features():
     model = AnswerModel(names, [1.0 if n == "kind_of_number" else -2.0 if n == "lead_in" else 0.0 for n in names], 0.0)
     row = np.array([1.0 if n in ("kind_of_number", "lead_in") else 0.0 for n in names])
     assert model.contributions(row) == [("lead_in", -2.0), ("kind_of_number", 1.0)]
-    assert model.without({"lead_in"}).contributions(row) == [("kind_of_number", 1.0)]
 
 
 def test_calibration_follows_how_often_answers_were_right():
@@ -238,6 +255,9 @@ def test_the_decline_threshold_keeps_wrong_declines_within_budget():
         ("第3回公募の締切はいつ？", "第4回は？", "第4回公募の締切はいつ？"),
         ("正職員の時間外勤務の上限は月何時間？", "会計年度任用職員の場合は？", "会計年度任用職員の時間外勤務の上限は月何時間？"),
         ("通勤手当の月額の上限はいくら？", "日額だと？", "通勤手当の日額の上限はいくら？"),
+        # An attribute takes the place of the attribute asked before, not of the subject.
+        ("ものづくり補助金の補助上限額は？", "締切は？", "ものづくり補助金の締切は？"),
+        ("育成事業の初回の申請期限はいつ？", "2回目以降は？", "育成事業の2回目以降の申請期限はいつ？"),
     ],
 )
 def test_a_follow_up_that_swaps_the_topic_keeps_the_frame(previous, question, expected):

@@ -45,6 +45,35 @@ class ModelError(ValueError):
     """A weights file that cannot be used; the message says what to do."""
 
 
+def sigmoid(z: float) -> float:
+    """A probability from log-odds; a non-finite score counts as no evidence at all."""
+    z = float(z)
+    if not math.isfinite(z):
+        z = -30.0
+    return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+
+
+def logit(p: float) -> float:
+    """The log-odds of a probability (a candidate's score before the sigmoid)."""
+    p = min(max(float(p), 1e-12), 1 - 1e-12)
+    return math.log(p / (1 - p))
+
+
+MAX_MARGIN = 10.0
+
+
+def margin(scores: list[float], bias: float) -> float:
+    """The best candidate's lead (in log-odds) over the runner-up, or over the model's
+    no-evidence baseline when it stands alone: one weak candidate is not a sure answer."""
+    best = logit(scores[0])
+    other = logit(scores[1]) if len(scores) > 1 else bias
+    return min(MAX_MARGIN, max(0.0, best - other))
+
+
+def _reject_constant(name: str):
+    raise ValueError(f"{name} は使えません")
+
+
 @dataclass
 class AnswerModel:
     names: list[str]
@@ -60,6 +89,13 @@ class AnswerModel:
     def __post_init__(self) -> None:
         self._w = np.asarray(self.weights, dtype=np.float64)
         self.calibration = dict(self.calibration)
+        self._columns = {n: i for i, n in enumerate(self.names)}
+        self._calibration_columns = [(n, self._columns[n]) for n in CALIBRATION_FEATURES if n in self._columns]
+        numbers = [*self.weights, self.bias, *self.calibration.values(), self.decline_below, self.low_below]
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
+            raise ModelError("回答モデルに数でない値（NaN など）があります。`rag train` で作り直してください")
+        if not 0 <= self.decline_below <= self.low_below <= 1:
+            raise ModelError("回答モデルのしきい値が 0 ≤ 回答しない ≤ 確度：低 ≤ 1 になっていません。`rag train` で作り直してください")
         unknown = set(self.calibration) - {"bias", "score", "margin", *CALIBRATION_FEATURES}
         if unknown:
             raise ModelError(f"確度の較正に知らない項目があります（{sorted(unknown)}）。`rag train` で作り直してください")
@@ -79,18 +115,16 @@ class AnswerModel:
         cal = self.calibration
         z = cal.get("bias", 0.0) + cal.get("score", 1.0) * score + cal.get("margin", 0.0) * margin
         if row is not None:
-            z += sum(cal.get(n, 0.0) * float(row[self.names.index(n)]) for n in CALIBRATION_FEATURES)
-        return 1.0 / (1.0 + math.exp(-max(-30.0, min(30.0, z))))
+            z += sum(cal.get(n, 0.0) * float(row[i]) for n, i in self._calibration_columns)
+        return sigmoid(z)
+
+    def column(self, name: str) -> int:
+        return self._columns[name]
 
     def contributions(self, row: np.ndarray) -> list[tuple[str, float]]:
         """Each feature's share of one candidate's score, largest effect first (for --explain)."""
         parts = [(n, float(w * x)) for n, w, x in zip(self.names, self._w, row) if w * x != 0]
         return sorted(parts, key=lambda p: -abs(p[1]))
-
-    def without(self, disabled: set[str]) -> AnswerModel:
-        """This model with the named features switched off (for ablations)."""
-        weights = [0.0 if n in disabled else w for n, w in zip(self.names, self.weights)]
-        return AnswerModel(self.names, weights, self.bias, self.calibration, self.decline_below, self.low_below, self.fitted_on)
 
     def to_json(self) -> str:
         data = asdict(self)
@@ -101,7 +135,9 @@ class AnswerModel:
     @classmethod
     def from_json(cls, text: str, where: str = "") -> AnswerModel:
         try:
-            data = json.loads(text)
+            data = json.loads(text, parse_constant=_reject_constant)
+            if not isinstance(data, dict):
+                raise ValueError("JSON のオブジェクトではありません")
             if data.get("format") != FORMAT:
                 raise ModelError(f"回答モデルの形式が違います（{where}: format {data.get('format')}）。`rag train` で作り直してください")
             weights: dict[str, float] = data.pop("weights")

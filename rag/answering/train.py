@@ -15,15 +15,14 @@ scikit-learn is needed here only: answering reads the fitted numbers from JSON.
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from rag.answer import logit
-from rag.answering.model import CALIBRATION_FEATURES, AnswerModel
+from rag.answering.model import CALIBRATION_FEATURES, AnswerModel, ModelError, logit, margin
 from rag.evaluate import QAItem, QuestionResult, judge
 from rag.normalize import comparable
 
@@ -46,8 +45,9 @@ class Case:
     found: object  # rag.pipeline.Retrieved
     labels: np.ndarray  # the share of the must_include facts a candidate holds on a gold page
 
-    @property
+    @functools.cached_property
     def matrix(self) -> np.ndarray:
+        """The candidates' features in collection order (the rows never change; folds only re-weight them)."""
         return np.vstack([c.row for c in self.found.ranking.candidates])
 
 
@@ -76,13 +76,19 @@ def fit_weights(cases: Sequence[Case], names: list[str], disabled: frozenset[str
 
     per_doc = defaultdict(int)
     usable = [c for c in cases if c.found.ranking is not None and c.labels.any()]
+    if len({c.document for c in usable}) < 2:
+        raise ModelError(
+            "学習に使える文書が足りません（答えのある質問がある文書が2つ以上必要です）。eval/lodo.toml の文書と質問を確かめてください"
+        )
     for case in usable:
         per_doc[case.document] += 1
     off = [names.index(n) for n in disabled]
     diffs, weights = [], []
     for case in usable:
-        x = case.matrix.copy()
-        x[:, off] = 0.0
+        x = case.matrix
+        if off:
+            x = x.copy()
+            x[:, off] = 0.0
         # Every pair of candidates where one holds more of the facts than the other.
         hi, lo = np.nonzero(case.labels[:, None] > case.labels[None, :])
         if not len(hi):
@@ -149,20 +155,29 @@ def choose_thresholds(judged: Sequence[Judged], model: AnswerModel) -> tuple[flo
     return round(decline, 6), round(max(0.5, decline), 6)
 
 
-def judge_case(case: Case, model: AnswerModel) -> tuple[QuestionResult, Judged, list[tuple[str, float]]]:
-    """Answer ``case`` with ``model`` (its thresholds included) and judge it; also the best log-odds."""
+def judge_case(
+    case: Case, model: AnswerModel, decline: float | None = None
+) -> tuple[QuestionResult, Judged, list[tuple[str, float]]]:
+    """Answer ``case`` with ``model`` and judge it; declining under ``decline`` (default: the model's threshold)."""
     pipeline, found = case.pipeline, case.found
     ranking = pipeline.offline.rescore(found.ranking, model) if found.ranking else None
     hits = ranking.hits if ranking else found.hits
-    answer = pipeline.offline.answer(found.query, hits, pipeline.titles(), found.query_vector, ranking)
+    answer = pipeline.offline.answer(
+        found.query,
+        hits,
+        pipeline.titles(),
+        found.query_vector,
+        ranking,
+        decline=model.decline_below if decline is None else decline,
+    )
     answer = pipeline.finish(case.item.question, dataclasses.replace(found, hits=hits, ranking=ranking), answer, None)
     row = judge(case.item, answer, [(h.chunk.source, h.chunk.page) for h in answer.hits], 0.0)
     right, answerable = row.passed and case.item.answerable, case.item.answerable
     if not ranking:
         return row, Judged(-30.0, 0.0, None, right, answerable), []
     best = ranking.candidates
-    margin = min(10.0, logit(best[0].score) - logit(best[1].score)) if len(best) > 1 else 10.0
-    return row, Judged(logit(best[0].score), margin, best[0].row, right, answerable), pipeline.offline.explain(ranking)
+    lead = margin([c.score for c in best[:2]], model.bias)
+    return row, Judged(logit(best[0].score), lead, best[0].row, right, answerable), pipeline.offline.explain(ranking)
 
 
 def _out_of_fold(cases: Sequence[Case], names: list[str], disabled: frozenset[str]) -> list[Judged]:
@@ -170,9 +185,9 @@ def _out_of_fold(cases: Sequence[Case], names: list[str], disabled: frozenset[st
     judged: list[Judged] = []
     for doc in sorted({c.document for c in cases}):
         model = fit_weights([c for c in cases if c.document != doc], names, disabled)
-        model.decline_below = 0.0  # judge every answer; declining is what the threshold decides
         for case in (c for c in cases if c.document == doc):
-            judged.append(judge_case(case, model)[1])
+            # Every answer judged as given: declining is what the threshold fitted on these decides.
+            judged.append(judge_case(case, model, decline=0.0)[1])
     return judged
 
 
@@ -209,7 +224,10 @@ def leave_one_document_out(
         model = fit_model(others, names, disabled=disabled)
         rows[doc] = []
         for case in (c for c in cases if c.document == doc):
-            row, j, why[row.id] = judge_case(case, model)
+            row, _, why[row.id] = judge_case(case, model)
             rows[doc].append(row)
+            # The reliability chart asks how often an answer shown with p was right, so the
+            # answer is judged as it would be shown, not as declined.
+            _, j, _ = judge_case(case, model, decline=0.0)
             shown.append((model.confidence(j.score, j.margin, j.row), j.right, j.answerable))
     return rows, shown, why
