@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import functools
 
-from rag.answer import ABSTENTION, OfflineAnswerer, years_in
+from rag.answer import ABSTENTION, OfflineAnswerer
+from rag.patterns import years_in
 from rag.query import named_document, prepare
 from rag.schema import Chunk, Hit
 
