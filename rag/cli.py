@@ -196,9 +196,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_eval_lodo(args: argparse.Namespace) -> int:
     from rag.answering.features import DESCRIPTIONS, FEATURES
     from rag.answering.train import leave_one_document_out
-    from rag.baselines import rrf_window_baseline
-    from rag.evaluate import check_floors
-    from rag.lodo import per_document, reliability, reliability_chart, table
+    from rag.evaluate import _fmt, check_floors
+    from rag.lodo import baseline_rows, per_document, reliability, reliability_chart, table
 
     settings = _settings(args)
     unknown = sorted(set(args.disable) - set(FEATURES))
@@ -210,14 +209,7 @@ def cmd_eval_lodo(args: argparse.Namespace) -> int:
     )
     result = per_document(rows)
     # The plain fusion a user could write in 40 lines, on the same questions and documents.
-    document_of = {c.item.id: c.document for c in cases}
-    base_rows: dict[str, list] = {}
-    for ds in devsets:
-        items = [c.item for c in cases if c.document.startswith(ds.name + "/")]
-        sources = sorted(cases[[c.item.id for c in cases].index(items[0].id)].pipeline.index.manifest.sources) if items else []
-        for row in rrf_window_baseline(ds.corpus, sources, items, k=args.k, embedder=cases[0].pipeline.embedder):
-            base_rows.setdefault(document_of[row.id], []).append(row)
-    baseline = per_document(base_rows)
+    baseline = per_document(baseline_rows(cases, devsets, k=args.k))
     bins = reliability(shown)
     result["baseline_rrf"] = baseline
     result["reliability"] = bins
@@ -233,7 +225,7 @@ def cmd_eval_lodo(args: argparse.Namespace) -> int:
     failing = [r for rs in rows.values() for r in rs if not r.passed]
     md = ["# leave-one-document-out", "", table(result, baseline), "", "## 確度の信頼性", "",
           "| 確度 | 件数 | 平均確度 | 正答率 |", "|---|---|---|---|"]
-    md += [f"| {b['from']:.1f}–{b['to']:.1f} | {b['n']} | {_f(b['mean_confidence'])} | {_f(b['accuracy'])} |" for b in bins]
+    md += [f"| {b['from']:.1f}–{b['to']:.1f} | {b['n']} | {_fmt(b['mean_confidence'])} | {_fmt(b['accuracy'])} |" for b in bins]
     md += ["", f"## 不正解の質問（{len(failing)}件）と、答えを決めた特徴量", ""]
     for r in failing:
         reasons = ", ".join(f"{n} {v:+.2f}" for n, v in why.get(r.id, [])[:5]) or "—"
@@ -252,10 +244,6 @@ def cmd_eval_lodo(args: argparse.Namespace) -> int:
             print(f"回帰: {line}", file=sys.stderr)
         return 1 if breaches else 0
     return 0
-
-
-def _f(value) -> str:
-    return "—" if value is None else f"{value:.2f}"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:

@@ -107,6 +107,22 @@ def collect(
     return cases
 
 
+def baseline_rows(cases, devsets: Sequence[DevSet], k: int = 10) -> dict[str, list[QuestionResult]]:
+    """The plain RRF baseline (:mod:`rag.baselines`) on the same questions, grouped by held-out document."""
+    from rag.baselines import rrf_window_baseline
+
+    rows: dict[str, list[QuestionResult]] = {}
+    document_of = {c.item.id: c.document for c in cases}
+    for ds in devsets:
+        mine = [c for c in cases if c.document.startswith(ds.name + "/")]
+        if not mine:
+            continue
+        sources = sorted(mine[0].pipeline.index.manifest.sources)
+        for row in rrf_window_baseline(ds.corpus, sources, [c.item for c in mine], k=k, embedder=mine[0].pipeline.embedder):
+            rows.setdefault(document_of[row.id], []).append(row)
+    return rows
+
+
 _KEYS = (
     ("retrieval", "recall@1"),
     ("retrieval", "recall@5"),

@@ -21,8 +21,7 @@ from rag.config import Settings
 def lodo(tmp_path_factory):
     from rag.answering.features import FEATURES
     from rag.answering.train import leave_one_document_out
-    from rag.baselines import rrf_window_baseline
-    from rag.lodo import collect, load_devsets, per_document
+    from rag.lodo import baseline_rows, collect, load_devsets, per_document
 
     missing = [p for p in (SHARED / "devpdfs", SHARED / "realpdfs") if not p.is_dir()]
     if missing:
@@ -31,14 +30,7 @@ def lodo(tmp_path_factory):
     assert not notes, notes
     cases = collect(Settings(), devsets, tmp_path_factory.mktemp("lodo"))
     rows, shown, why = leave_one_document_out(cases, list(FEATURES))
-    document_of = {c.item.id: c.document for c in cases}
-    base: dict[str, list] = {}
-    for ds in devsets:
-        mine = [c for c in cases if c.document.startswith(ds.name + "/")]
-        sources = sorted(mine[0].pipeline.index.manifest.sources)
-        for row in rrf_window_baseline(ds.corpus, sources, [c.item for c in mine], embedder=mine[0].pipeline.embedder):
-            base.setdefault(document_of[row.id], []).append(row)
-    return per_document(rows), per_document(base), shown, why, cases
+    return per_document(rows), per_document(baseline_rows(cases, devsets)), shown, why, cases
 
 
 def test_the_mean_over_held_out_documents_stays_above_its_floors(lodo):
