@@ -152,11 +152,11 @@ def cmd_ask(args: argparse.Namespace) -> int:
         print("\n\n--- 確認済みの回答 ---")
     print(answer.render())
     if args.explain:
-        print(f"\n確度: {answer.confidence:.2f}" if answer.confidence is not None else "\n確度: —")
-        from rag.answering.features import DESCRIPTIONS
+        print(f"\n確度: {answer.confidence:.2f}（回答を決めた特徴量と、その得点への寄与）" if answer.confidence is not None else "\n確度: —")
+        from rag.answering.features import LABELS
 
         for name, effect in answer.explanation:
-            print(f"  {effect:+.2f}  {name}: {DESCRIPTIONS.get(name, '')}")
+            print(f"  {effect:+.2f}  {LABELS.get(name, name)}（{name}）")
     return 0
 
 
@@ -194,7 +194,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_eval_lodo(args: argparse.Namespace) -> int:
-    from rag.answering.features import DESCRIPTIONS, FEATURES
+    from rag.answering.features import DESCRIPTIONS, FEATURES, LABELS
     from rag.answering.train import leave_one_document_out
     from rag.evaluate import _fmt, check_floors
     from rag.lodo import baseline_rows, per_document, reliability, reliability_chart, table
@@ -231,7 +231,7 @@ def cmd_eval_lodo(args: argparse.Namespace) -> int:
         reasons = ", ".join(f"{n} {v:+.2f}" for n, v in why.get(r.id, [])[:5]) or "—"
         md.append(f"- **{r.id}** {r.question} — 正解ページ: {', '.join(r.gold_pages) or 'なし'}; 引用: {', '.join(r.cited_pages) or 'なし'}; "
                   f"欠けた事実: {', '.join(r.missing_facts) or '—'}; 特徴量: {reasons}")
-    md += ["", "## 特徴量", ""] + [f"- `{n}`: {DESCRIPTIONS[n]}" for n in FEATURES]
+    md += ["", "## 特徴量", ""] + [f"- `{n}`: {LABELS[n]}（{DESCRIPTIONS[n]}）" for n in FEATURES]
     (out / "lodo.md").write_text("\n".join(md) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps({k: result[k] for k in ("per_document", "mean", "baseline_rrf", "reliability")}, ensure_ascii=False, indent=2))

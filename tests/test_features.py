@@ -161,6 +161,7 @@ def test_shape_and_place_in_the_document():
 def test_every_feature_is_described_and_returns_a_number():
     q = view("補助上限額はいくらですか？")
     line = Line("補助上限額は1,500万円です。", figure="(賃上げ特例 2,000万円)")
+    assert set(f.LABELS) == set(f.FEATURES)  # each has the words a user is shown
     for name, fn in f.FEATURES.items():
         assert f.DESCRIPTIONS[name], name
         assert isinstance(fn(q, line), float), name

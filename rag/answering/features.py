@@ -333,6 +333,44 @@ def contents_page(q: QuestionView, c: Candidate) -> float:
     return float(c.contents)
 
 
+#: What each feature measures, in the words `rag ask --explain` and the eval report show a user.
+LABELS = {
+    "term_coverage": "質問の語が文・表の見出し・資料名にある",
+    "own_coverage": "質問の語が文そのものにある",
+    "section_coverage": "質問の語が上の見出し・節の見出しにだけある",
+    "bigram_overlap": "質問の語と文字の並びが重なる",
+    "dense": "質問と文の意味が近い",
+    "dense_missing": "意味の近さを計算していない文",
+    "passage_rank": "検索での箇所の順位が高い",
+    "only_title_words": "資料名以外に質問と共通する語がない",
+    "number_for_numeric": "数を聞く質問に、数のある文",
+    "unit_in_question": "質問にある単位（団体・%など）の数が文にある",
+    "kind_of_number": "聞かれた種類の数（円・%・人など）が文にある",
+    "kind_of_number_missing": "聞かれた種類の数が文にない",
+    "year_match": "質問の年が文にある",
+    "year_missing": "質問の年が文にない",
+    "date_for_when": "「いつ」に日付・期間のある文",
+    "date_missing_for_when": "「いつ」に日付のない文",
+    "target_for_goal": "目標を聞く質問に、目標の数値",
+    "place_for_where": "「どこ」に地名のある文",
+    "named_place_missing": "質問の地名が文にない",
+    "name_for_name": "名称を聞く質問に、固有の名前のある文",
+    "heads_a_list": "一覧を聞く質問に、一覧や表の見出しの行",
+    "other_edition": "質問の回・型（第21次・創業型など）が資料と違う",
+    "long_sentence": "200字を超える長い行",
+    "bare_short_line": "表の見出しもない短い行",
+    "starts_mid_sentence": "助詞などで始まる（折り返しの途中）",
+    "ends_mid_sentence": "文の途中で切れている",
+    "lead_in": "「次のとおり」など、下に続く行の前置き",
+    "list_of_names": "名前が並ぶだけの行",
+    "name_list_passage": "名前が並ぶだけの箇所",
+    "has_number": "数値のある行",
+    "table_row": "表の行",
+    "cover_page": "表紙のページ",
+    "contents_page": "目次のページ",
+}
+
+
 def vector(q: QuestionView, c: Candidate, names: list[str] | tuple[str, ...]) -> list[float]:
     """The named features of one candidate, in ``names`` order."""
     return [float(FEATURES[n](q, c)) for n in names]
