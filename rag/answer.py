@@ -102,7 +102,7 @@ class _Candidate:
 
     @property
     def contents(self) -> bool:
-        return is_contents(self.hit.chunk.text)
+        return _contents(self.hit.chunk.text)
 
     def neighbour(self, text: str) -> _Candidate:
         """A line read around this one on its page, quoted under the same citation."""
@@ -480,12 +480,17 @@ class OfflineAnswerer:
             query_vector = self.embedder.embed_query_array(question)
         # A table row means what its header says it means: embedded bare, 「5人以下　750万円」 matches nothing.
         texts = [("\n".join(c.head[-1:]) + "\n" + c.text)[-300:] if c.head else c.text[:300] for c in top]
-        missing = [t for t in dict.fromkeys(texts) if t not in self._vectors]
+        # This call's vectors are read from its own dict: another session's thread may clear the
+        # shared cache between the update and the read.
+        cache = self._vectors
+        vectors = {t: cache[t] for t in dict.fromkeys(texts) if t in cache}
+        missing = [t for t in dict.fromkeys(texts) if t not in vectors]
         if missing:
-            if len(self._vectors) > _VECTORS_KEPT:
-                self._vectors.clear()
-            self._vectors.update(zip(missing, self.embedder.embed_array(missing)))
-        sims = np.vstack([self._vectors[t] for t in texts]) @ np.asarray(query_vector, dtype=np.float32)
+            vectors.update(zip(missing, self.embedder.embed_array(missing)))
+            if len(cache) > _VECTORS_KEPT:
+                cache.clear()
+            cache.update((t, vectors[t]) for t in missing)
+        sims = np.vstack([vectors[t] for t in texts]) @ np.asarray(query_vector, dtype=np.float32)
         # Where cosines of answering and unrelated sentences fall depends on the model:
         # calibrated for the bundled USE on eval/qa.jsonl; a rough default for others.
         low, span = _DENSE_CALIBRATION.get(self.embedder.name, (0.5, 0.4))
@@ -554,6 +559,12 @@ class OfflineAnswerer:
             if len(near) == 3:
                 break
         return Answer(question=question, text=ABSTENTION, found=False, citations=near, hits=hits)
+
+
+@functools.lru_cache(maxsize=1024)
+def _contents(passage: str) -> bool:
+    """is_contents, once per passage rather than once per sentence of it."""
+    return is_contents(passage)
 
 
 @functools.lru_cache(maxsize=256)

@@ -234,15 +234,26 @@ def heads_a_list(q: QuestionView, c: Candidate) -> float:
 def other_edition(q: QuestionView, c: Candidate) -> float:
     """The question names an edition or variant (第21次, 創業型) that the document's cover does not."""
     for number, counter in q.asks.ordinals:
-        named = [n for n, k in pat.ORDINAL.findall(c.cover + "\n" + c.passage) if k == counter]
+        named = [n for n, k in _ordinals(c.cover + "\n" + c.passage) if k == counter]
         if named and number not in named:
             return 1.0
-    covered = pat.VARIANT.findall(c.cover)
+    covered = _variants(c.cover)
     for stem, kind in q.asks.variants:
         named = [s for s, k in covered if k == kind]
         if named and not any(stem in s or s in stem for s in named) and stem + kind not in c.text:
             return 1.0
     return 0.0
+
+
+@functools.lru_cache(maxsize=1024)
+def _ordinals(text: str) -> tuple[tuple[str, str], ...]:
+    """The editions a cover and passage name, once per passage rather than once per sentence."""
+    return tuple(pat.ORDINAL.findall(text))
+
+
+@functools.lru_cache(maxsize=256)
+def _variants(cover: str) -> tuple[tuple[str, str], ...]:
+    return tuple(pat.VARIANT.findall(cover))
 
 
 # ------------------------------------------------------------------ the sentence's shape
@@ -302,7 +313,13 @@ def list_of_names(q: QuestionView, c: Candidate) -> float:
 @feature
 def name_list_passage(q: QuestionView, c: Candidate) -> float:
     """Share of the passage's lines that are bare names (short, no number, no sentence end)."""
-    lines = [line.strip() for line in c.passage.split("\n") if line.strip()]
+    return _bare_share(c.passage)
+
+
+@functools.lru_cache(maxsize=1024)
+def _bare_share(passage: str) -> float:
+    """Once per passage: every sentence of it asks the same."""
+    lines = [line.strip() for line in passage.split("\n") if line.strip()]
     if len(lines) < 4:
         return 0.0
     bare = sum(1 for line in lines if len(line) <= 25 and not pat.NUMBER.search(line) and not line.endswith("。"))

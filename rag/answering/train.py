@@ -126,7 +126,8 @@ class Judged:
 
     def x(self, names: list[str]) -> list[float]:
         row = self.row if self.row is not None else np.zeros(len(names))
-        return [self.score, self.margin] + [float(row[names.index(n)]) for n in CALIBRATION_FEATURES]
+        columns = {n: i for i, n in enumerate(names)}
+        return [self.score, self.margin] + [float(row[columns[n]]) for n in CALIBRATION_FEATURES]
 
 
 def fit_calibration(judged: Sequence[Judged], names: list[str]) -> dict[str, float]:
