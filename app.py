@@ -23,6 +23,10 @@ state.keep_widget_state()
 # Builds the index on first start; stops with guidance if it is unusable; otherwise
 # starts loading it in the background so the page is drawn meanwhile.
 state.ensure_pipeline()
+if not state.signed_in():
+    # With app.sign_in on, nothing (not even the document list) is drawn before a valid key.
+    state.sign_in_form()
+    st.stop()
 
 pages = [
     st.Page(state.PAGE_CHAT, title="チャット", icon=":material/forum:", url_path="chat", default=True),
@@ -34,6 +38,8 @@ page = st.navigation(pages, position="top")
 with st.sidebar:
     st.markdown(f"### {state.APP_NAME}")
     st.caption("登録した政府資料から、出典ページ付きで回答します。")
+    if state.settings().app.sign_in:
+        st.button("サインアウト", icon=":material/logout:", on_click=state.sign_out, width="stretch")
 state.show_flashes()
 page.run()
 common.index_panel()

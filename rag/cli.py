@@ -329,7 +329,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from rag.bench import run_bench
 
-    results = run_bench(skip_large=args.skip_large, n_chunks=args.chunks)
+    if args.api:
+        from rag.api.loadtest import run_api_bench
+
+        results = run_api_bench(_settings(args), clients=args.clients, seconds=args.seconds)
+    else:
+        results = run_bench(skip_large=args.skip_large, n_chunks=args.chunks)
     if args.json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
         return 0
@@ -401,8 +406,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="速度とメモリを測る（取り込み・再取り込み・質問応答）")
     p.add_argument("--skip-large", action="store_true", help="10万チャンクの合成索引を作らない（数分かかるため）")
     p.add_argument("--chunks", type=int, default=100_000)
+    p.add_argument("--api", action="store_true", help="API の負荷試験（127.0.0.1 の1プロセスに同時 --clients 件を --seconds 秒、静止時と再索引中）")
+    p.add_argument("--clients", type=int, default=50)
+    p.add_argument("--seconds", type=float, default=60.0)
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
+
+    from rag.api.cli import register as register_api
+
+    register_api(sub, _settings, CommandError)
     return parser
 
 

@@ -86,6 +86,17 @@ class LLMSettings(_Section):
 class AppSettings(_Section):
     max_upload_mb: int = Field(50, ge=1)
     port: int = Field(8501, ge=1, le=65535)
+    sign_in: bool = Field(False, description="Ask for an API key (`rag keys add`) and show only its collections.")
+
+
+class ApiSettings(_Section):
+    host: str = Field("127.0.0.1", description="Address `rag api` listens on (loopback unless told otherwise).")
+    port: int = Field(8000, ge=1, le=65535)
+    keys_db: Path = Field(PROJECT_ROOT / "indexes" / "api_keys.sqlite3", description="SQLite file of API keys (hashes only).")
+    max_body_kb: int = Field(64, ge=1, description="Largest JSON request body; document uploads use app.max_upload_mb.")
+    rate_per_minute: int = Field(120, ge=0, description="Requests per key per minute (0: no limit).")
+    timeout_s: float = Field(30.0, gt=0, description="An answer taking longer than this is abandoned with 504.")
+    reload_check_s: float = Field(1.0, gt=0, description="How often the server looks for a newer index version.")
 
 
 class Settings(BaseSettings):
@@ -106,6 +117,7 @@ class Settings(BaseSettings):
     answer: AnswerSettings = AnswerSettings()
     llm: LLMSettings = LLMSettings()
     app: AppSettings = AppSettings()
+    api: ApiSettings = ApiSettings()
 
 
 def llm_from_environment(environ: Mapping[str, str]) -> dict | None:

@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from rag.answer import OfflineAnswerer, Ranking
+from rag.access import AccessPolicy
 from rag.answering.model import AnswerModel, load_model
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
@@ -148,13 +149,15 @@ class Pipeline:
         k: int | None = None,
         use_llm: bool | None = None,
         explain: bool = False,
+        policy: AccessPolicy | None = None,
     ) -> Answer:
         """Answer one question.  ``history``: earlier standalone questions of the conversation.
 
+        ``policy``: the documents the caller may see (``None``: all).
         Raises :class:`rag.query.QuestionError` for an unusable question.
         """
         answer = None
-        for item in self.ask_stream(question, history, sources, k, use_llm, explain):
+        for item in self.ask_stream(question, history, sources, k, use_llm, explain, policy):
             if isinstance(item, Answer):
                 answer = item
         assert answer is not None
@@ -167,14 +170,23 @@ class Pipeline:
         sources: Sequence[str] | None = None,
         k: int | None = None,
         use_llm: bool = False,
+        policy: AccessPolicy | None = None,
     ) -> Retrieved:
         """Parse the question (once), search, and score every sentence of the passages found."""
+        topics = self.topics()
+        if policy is not None:
+            sources = policy.restrict(sources, self._titles)
+            # A question naming a forbidden document must neither be scoped to it nor told its title.
+            topics = {s: t for s, t in topics.items() if policy.allows(s)}
         if use_llm and history:
             standalone = self.llm.condense(question, list(history))
-            query = prepare(standalone, use_synonyms=self.settings.retrieval.use_synonyms, topics=self.topics())
+            query = prepare(standalone, use_synonyms=self.settings.retrieval.use_synonyms, topics=topics)
         else:
-            query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms, topics=self.topics())
+            query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms, topics=topics)
         query_vector = self.embedder.embed_query_array(query.text)
+        if sources is not None and not sources:
+            # Nothing the caller may see: the index reads an empty filter as "all", so do not ask it.
+            return Retrieved(query, [], query_vector, None)
         hits = self.retriever.search(query, k=k, sources=sources or None, query_vector=query_vector)
         ranking = None
         if self.settings.retrieval.sentence_rerank and self.retriever.reranker is None:
@@ -205,11 +217,12 @@ class Pipeline:
         k: int | None = None,
         use_llm: bool | None = None,
         explain: bool = False,
+        policy: AccessPolicy | None = None,
     ) -> Iterator[str | Answer]:
         """Yield answer text pieces as they are produced (LLM), then the final :class:`Answer`."""
         t0 = time.perf_counter()
         use_llm = self.llm is not None if use_llm is None else (use_llm and self.llm is not None)
-        found = self.retrieve(question, history, sources, k, use_llm)
+        found = self.retrieve(question, history, sources, k, use_llm, policy)
         query, hits = found.query, found.hits
         t1 = time.perf_counter()
         if use_llm:

@@ -23,6 +23,7 @@ import re
 import tempfile
 import unicodedata
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -209,3 +210,26 @@ def _existing_copy(corpus: Path, size: int, digest: str) -> Path | None:
     return None
 
 
+
+
+def remove_source(corpus_dir: Path, source: str, reindex: Callable[[], object]) -> None:
+    """Take the indexed file ``source`` out of the corpus and, through ``reindex``, out of the index.
+
+    The file is first renamed to a hidden name beside it (ingestion skips hidden
+    files), so ``reindex`` — an incremental :func:`rag.ingest.ingest` — commits one
+    new index version without it: readers see the document either fully there or
+    fully gone.  If ``reindex`` fails, the file is put back and nothing changes.
+    Raises :class:`FileNotFoundError` for a source that is not a file inside the corpus.
+    """
+    corpus = Path(corpus_dir).resolve()
+    path = (corpus / source).resolve()
+    if not path.is_relative_to(corpus) or path == corpus or not path.is_file():
+        raise FileNotFoundError(source)
+    hidden = path.with_name(f".removing-{uuid.uuid4().hex}-{path.name}")
+    os.rename(path, hidden)
+    try:
+        reindex()
+    except BaseException:
+        os.rename(hidden, path)
+        raise
+    hidden.unlink(missing_ok=True)

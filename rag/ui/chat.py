@@ -226,10 +226,10 @@ def _ask(question: str, sources: list[str], use_llm: bool, k: int, scope: str) -
         try:
             p = state.pipeline()  # waits here if the index is still loading after a cold start
             if use_llm:
-                answer = _stream(p, question, history, sources, k)
+                answer = _stream(p, question, history, sources, k, state.policy())
             else:
                 with st.spinner("資料を検索しています…"):
-                    answer = p.ask(question, history=history, sources=sources or None, k=k, use_llm=False)
+                    answer = p.ask(question, history=history, sources=sources or None, k=k, use_llm=False, policy=state.policy())
         except QuestionError as exc:
             st.warning(str(exc), icon=":material/edit_note:")
             return
@@ -242,11 +242,11 @@ def _ask(question: str, sources: list[str], use_llm: bool, k: int, scope: str) -
     _messages().append({"role": "assistant", "answer": answer, "id": msg_id, "scope": scope})
 
 
-def _stream(p, question: str, history: list[str], sources: list[str], k: int) -> Answer:
+def _stream(p, question: str, history: list[str], sources: list[str], k: int, policy) -> Answer:
     final: list[Answer] = []
 
     def pieces():
-        for item in p.ask_stream(question, history=history, sources=sources or None, k=k, use_llm=True):
+        for item in p.ask_stream(question, history=history, sources=sources or None, k=k, use_llm=True, policy=policy):
             if isinstance(item, Answer):
                 final.append(item)
             else:

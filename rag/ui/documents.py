@@ -1,8 +1,11 @@
-"""Documents page: what is indexed, what could not be read, and adding PDFs.
+"""Documents page: what is indexed, what could not be read, adding PDFs to a collection, removing one.
 
 Uploads go through :func:`rag.uploads.save_upload` (validation and safe
-saving), then :func:`rag.ingest.ingest` indexes only the new files.  The index
-is swapped atomically, so other users keep searching the old version meanwhile.
+saving) into the collection's folder, then :func:`rag.ingest.ingest` indexes
+only the new files.  Removal goes through :func:`rag.uploads.remove_source`.
+The index is swapped atomically, so other users keep searching the old
+version meanwhile.  With sign-in on, only the key's collections are shown,
+and only a key allowed to write may add or remove.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from pathlib import Path
 
 import streamlit as st
 
+from rag.access import DEFAULT_COLLECTION, CollectionError, check_collection, collection_of
 from rag.index import IndexError_
 from rag.loaders import iter_corpus
-from rag.uploads import SavedUpload, UploadError, save_upload
+from rag.uploads import SavedUpload, UploadError, remove_source, save_upload
 from rag.ui import state
 
 
@@ -30,6 +34,7 @@ def _document_table(m) -> None:
     rows = [
         {
             "タイトル": i.title,
+            "コレクション": collection_of(i.source),
             "ファイル名": i.source,
             "ページ数": i.pages,
             "チャンク数": i.chunks,
@@ -62,7 +67,7 @@ def _not_indexed(m) -> None:
     if not corpus.is_dir():
         return
     indexed = set(m.sources) if m else set()
-    missing = [src for _, src in iter_corpus(corpus, s.ignore_names) if src not in indexed]
+    missing = [src for _, src in iter_corpus(corpus, s.ignore_names) if src not in indexed and state.policy().allows(src)]
     if missing:
         st.warning(
             "文書フォルダにあるのに索引に入っていないファイルがあります: "
@@ -72,7 +77,15 @@ def _not_indexed(m) -> None:
         )
 
 
-def _upload_form() -> None:
+def _collections(m) -> list[str]:
+    """The collections this user may add to: their key's, or (no sign-in) every folder in use plus ``default``."""
+    allowed = state.policy()
+    if allowed.collections is not None:
+        return sorted(allowed.collections)
+    return sorted({DEFAULT_COLLECTION, *(collection_of(src) for src in (m.sources if m else {}))})
+
+
+def _upload_form(m) -> None:
     s = state.settings()
     limit = s.app.max_upload_mb
     st.subheader("PDFを追加")
@@ -81,6 +94,14 @@ def _upload_form() -> None:
         "パスワード付きのPDFや、スキャン画像だけのPDFは追加できません。"
     )
     with st.form("upload", clear_on_submit=True, border=True):
+        options = _collections(m)
+        collection = st.selectbox(
+            "コレクション", options, key="upload.collection",
+            help="文書フォルダの中のフォルダです。キーは、許されたコレクションの文書だけを見られます。",
+        )
+        if state.policy().collections is None:
+            new = st.text_input("新しいコレクション（任意。入力するとこちらに追加）", key="upload.new_collection", max_chars=64)
+            collection = new.strip() or collection
         files = st.file_uploader(
             "追加するPDFファイル（複数選択できます）",
             type=["pdf"],
@@ -93,10 +114,18 @@ def _upload_form() -> None:
     if not files:
         st.warning("ファイルが選ばれていません。PDFを選んでから「追加して索引に反映」を押してください。")
         return
+    try:
+        name = check_collection(collection)
+        if not state.policy().allows_collection(name):
+            raise CollectionError("このキーではそのコレクションに追加できません。")
+    except CollectionError as exc:
+        st.error(str(exc))
+        return
+    folder = Path(s.corpus_dir) if name == DEFAULT_COLLECTION else Path(s.corpus_dir) / name
     saved: list[SavedUpload] = []
     for f in files:
         try:
-            result = save_upload(f.getvalue(), f.name, Path(s.corpus_dir), max_upload_mb=limit)
+            result = save_upload(f.getvalue(), f.name, folder, max_upload_mb=limit)
         except UploadError as exc:
             st.error(f"追加できませんでした — {exc}", icon=":material/block:")
             continue
@@ -116,7 +145,7 @@ def _upload_form() -> None:
         return
     failed = {f.source: f.error for f in report.failed}
     for r in saved:
-        if r.source in failed:
+        if r.path.resolve().relative_to(Path(s.corpus_dir).resolve()).as_posix() in failed:
             st.error(f"索引に追加できませんでした — {failed[r.source]}")
         else:
             st.success(r.message(), icon=":material/check_circle:")
@@ -124,13 +153,58 @@ def _upload_form() -> None:
                 st.caption(f"注意: {problem}")
 
 
+K_REMOVING = "documents.removing"
+
+
+def _remove_form(m) -> None:
+    """Remove one document, after an explicit confirmation naming it."""
+    s = state.settings()
+    labels = state.source_labels(m)
+    if not labels:
+        return
+    st.subheader("文書を取り除く")
+    st.caption("文書フォルダと索引の両方から取り除きます。索引は1回で切り替わり、途中の状態が検索されることはありません。")
+    pending = st.session_state.get(K_REMOVING)
+    confirming = pending in labels
+    # Drawn (disabled) while confirming too, so the choice survives a cancel.
+    choice = st.selectbox(
+        "取り除く文書", list(labels), format_func=lambda src: f"{labels[src]}（{src}）", key="remove.choice", disabled=confirming
+    )
+    if not confirming:
+        if st.button("取り除く…", icon=":material/delete:"):
+            st.session_state[K_REMOVING] = choice
+            st.rerun()
+        return
+    st.warning(f"「{labels[pending]}」（{pending}）を取り除きます。元に戻すには、PDFをもう一度追加してください。よろしいですか？", icon=":material/warning:")
+    c1, c2 = st.columns(2)
+    if c2.button("やめる", width="stretch"):
+        st.session_state.pop(K_REMOVING, None)
+        st.rerun()
+    if c1.button("取り除く", type="primary", width="stretch", icon=":material/delete_forever:"):
+        st.session_state.pop(K_REMOVING, None)
+        try:
+            remove_source(Path(s.corpus_dir), pending, lambda: state.run_ingest(s, label="文書を索引から取り除いています"))
+        except FileNotFoundError:
+            state.flash("error", f"{pending}: 文書フォルダにファイルが見つかりません。サイドバーの「再索引」で一覧を更新してください。")
+        except (OSError, IndexError_) as exc:
+            state.flash("error", f"{pending}: 取り除けませんでした（{exc}）。文書はそのまま残っています。")
+        else:
+            state.flash("success", f"「{labels[pending]}」を取り除きました。")
+        st.rerun()
+
+
 def render() -> None:
     st.set_page_config(layout="wide")  # room for the document table
     st.title("文書の管理")
-    st.caption("検索の対象になっている資料の一覧と、資料の追加です。")
+    st.caption("検索の対象になっている資料の一覧と、資料の追加・削除です。")
     listing = st.container()
     st.divider()
-    _upload_form()
+    if state.policy().writable:
+        _upload_form(state.manifest())
+        st.divider()
+        _remove_form(state.manifest())
+    else:
+        st.caption("このキーは読み取り専用のため、文書の追加・削除はできません。")
     # Drawn last so that a just-finished upload is already in the list.
     m = state.manifest()
     with listing:

@@ -14,9 +14,9 @@ is read on the page's own thread.
 
 from __future__ import annotations
 
-import os
-
+import dataclasses
 import functools
+import os
 import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 
 import streamlit as st
 
+from rag.access import AccessPolicy
 from rag.config import Settings, load_settings
 from rag.index import CURRENT, IndexError_, IndexIncompatible, IndexNotFound, Manifest, read_manifest
 
@@ -51,6 +52,7 @@ K_PENDING = "chat.pending_question"
 K_NEXT_ID = "chat.next_id"
 K_FLASH = "ui.flash"
 K_BUILD_TRIED = "ui.first_build_tried"
+K_SIGNED_IN = "auth.key"  # the key's record (name, collections), never the key itself
 
 # Widget keys whose values must survive a visit to another page (Streamlit
 # forgets a widget's state when a run does not draw it).
@@ -175,15 +177,68 @@ def _manifest(index_dir: str, version: str) -> Manifest:
 
 
 def manifest() -> Manifest | None:
-    """What the live index holds (documents, pages, chunks) without waiting for the pipeline."""
+    """What the live index holds that this user may see (documents, pages, chunks), without waiting for the pipeline."""
     s = settings()
     version = index_version(s)
     if version is None:
         return None
     try:
-        return _manifest(str(Path(s.index_dir).resolve()), version)
+        m = _manifest(str(Path(s.index_dir).resolve()), version)
     except IndexError_:
         return None
+    allowed = policy()
+    if allowed.collections is None:
+        return m
+    return dataclasses.replace(m, sources={k: v for k, v in m.sources.items() if allowed.allows(k)})
+
+
+# ------------------------------------------------------------------ sign-in
+
+
+def policy() -> AccessPolicy:
+    """The documents this session may see: all without sign-in, else its key's collections (none before signing in)."""
+    if not settings().app.sign_in:
+        return AccessPolicy.everything()
+    from rag.api.keys import KeyStore
+
+    key = st.session_state.get(K_SIGNED_IN)
+    # Read the record again on every run: a key revoked (or narrowed) meanwhile takes effect at once.
+    current = KeyStore(settings().api.keys_db).by_name(key.name) if key is not None else None
+    if current is None:
+        st.session_state.pop(K_SIGNED_IN, None)
+        return AccessPolicy(frozenset())
+    return current.policy
+
+
+def signed_in() -> bool:
+    if not settings().app.sign_in:
+        return True
+    policy()  # drops a session whose key was revoked
+    return st.session_state.get(K_SIGNED_IN) is not None
+
+
+def sign_in_form() -> None:
+    """The same keys as the API (`rag keys add`): a revoked or unknown key is refused."""
+    from rag.api.keys import KeyStore
+
+    st.title(APP_NAME)
+    st.info("この画面を使うにはサインインが必要です。管理者から受け取った API キーを入力してください。", icon=":material/lock:")
+    with st.form("sign-in"):
+        key = st.text_input("API キー", type="password", key="auth.input")
+        submitted = st.form_submit_button("サインイン", type="primary")
+    if submitted:
+        record = KeyStore(settings().api.keys_db).check(key.strip())
+        st.session_state.pop("auth.input", None)
+        if record is None:
+            st.error("キーが正しくないか、無効にされています。管理者に確認してください。")
+            return
+        st.session_state[K_SIGNED_IN] = record
+        st.rerun()
+
+
+def sign_out() -> None:
+    for k in (K_SIGNED_IN, K_MESSAGES, W_SOURCES):
+        st.session_state.pop(k, None)
 
 
 def finish_loading() -> None:
@@ -398,6 +453,18 @@ def _schemes(index_dir: str, version: str, _p: Pipeline) -> list:
 
 
 def schemes(p: Pipeline) -> list:
-    """Schemes found in the live index, computed once per index version."""
+    """Schemes found in the documents this user may see, computed once per index version and policy."""
     # Keyed by the version this pipeline holds, not a fresh read of CURRENT, which may already be newer.
-    return _schemes(str(p.index.index_dir.resolve()), p.index.version_dir.name if p.index.version_dir else "", p)
+    version = p.index.version_dir.name if p.index.version_dir else ""
+    allowed = policy()
+    if allowed.collections is None:
+        return _schemes(str(p.index.index_dir.resolve()), version, p)
+    return _visible_schemes(str(p.index.index_dir.resolve()), version, tuple(allowed.visible(sorted(p.index.manifest.sources))), p)
+
+
+@st.cache_resource(show_spinner="制度の一覧を作成しています…", max_entries=8)
+def _visible_schemes(index_dir: str, version: str, sources: tuple[str, ...], _p: Pipeline) -> list:
+    from rag.schemes import extract_schemes
+
+    # An empty filter means "every page" to the index: ask it only for a non-empty one.
+    return extract_schemes(_p.index.iter_pages(sources=sources)) if sources else []
