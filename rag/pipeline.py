@@ -184,7 +184,7 @@ class Pipeline:
         else:
             query = prepare(question, list(history), use_synonyms=self.settings.retrieval.use_synonyms, topics=topics)
         query_vector = self.embedder.embed_query_array(query.text)
-        if sources is not None and not sources:
+        if policy is not None and sources is not None and not sources:
             # Nothing the caller may see: the index reads an empty filter as "all", so do not ask it.
             return Retrieved(query, [], query_vector, None)
         hits = self.retriever.search(query, k=k, sources=sources or None, query_vector=query_vector)
