@@ -196,9 +196,13 @@ def _claim_name(tmp: Path, corpus: Path, filename: str) -> Path:
 
 
 def _existing_copy(corpus: Path, size: int, digest: str) -> Path | None:
-    """A file already in the corpus with exactly these bytes (size first, so only candidates are hashed)."""
+    """A file already in this folder with exactly these bytes (size first, so only candidates are hashed).
+
+    Only files directly in ``corpus``: a subfolder is another collection, which the
+    uploader may not be allowed to see (its file names must not be revealed).
+    """
     for path, _ in iter_corpus(corpus):
-        if path.is_symlink():
+        if path.is_symlink() or path.parent != corpus:
             continue
         try:
             if path.stat().st_size != size:

@@ -77,6 +77,7 @@ def api(tmp_path_factory):
         "revoked": add_key("old"),
         "naibu": store.add("naibu-reader", ["naibu"]),
         "all": store.add("admin"),
+        "defwriter": store.add("defwriter", ["default"], can_write=True),
         **{name: store.add(name) for name in ("burst", "hammer1", "hammer2")},
     }
     subprocess.run([*rag, "keys", "revoke", "old"], env=env, check=True, capture_output=True)
@@ -292,6 +293,13 @@ def test_write_key_adds_and_removes_a_document_atomically(api):
             time.sleep(0.2)
         again = w.post("/v1/documents", params={"filename": "copy.pdf", "collection": "naibu"}, content=data)
         assert again.json()["status"] == "duplicate"
+        # The same bytes in a collection the uploader cannot see are not reported (that would name the file).
+        secret = (api["corpus"] / "naibu" / "kyoku-hi.pdf").read_bytes()
+        with _client(api, "defwriter") as d:
+            other = d.post("/v1/documents", params={"filename": "k.pdf", "collection": "default"}, content=secret)
+            assert other.status_code == 201 and other.json()["status"] == "saved", other.text
+            assert "naibu" not in other.text and "kyoku-hi" not in other.text
+            assert d.delete("/v1/documents/k.pdf").status_code == 200
         # Removal: while it runs, every answer is either the old or the new index, never an error.
         with _asking_meanwhile(api, "hammer1", q) as results:
             removed = w.delete("/v1/documents/naibu/shirasagi.pdf")
