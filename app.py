@@ -32,8 +32,10 @@ pages = [
     st.Page(state.PAGE_CHAT, title="チャット", icon=":material/forum:", url_path="chat", default=True),
     st.Page(state.PAGE_DOCUMENTS, title="文書の管理", icon=":material/folder_open:", url_path="documents"),
     st.Page(state.PAGE_SCHEMES, title="交付金・補助金を探す", icon=":material/savings:", url_path="schemes"),
-    st.Page(state.PAGE_EVALUATION, title="評価", icon=":material/fact_check:", url_path="evaluation"),
 ]
+if state.policy().collections is None:
+    # The evaluation answers questions over every document: not for a key limited to some collections.
+    pages.append(st.Page(state.PAGE_EVALUATION, title="評価", icon=":material/fact_check:", url_path="evaluation"))
 page = st.navigation(pages, position="top")
 with st.sidebar:
     st.markdown(f"### {state.APP_NAME}")

@@ -73,6 +73,12 @@ def test_sign_in_limits_every_page_to_the_keys_collections(signed_app):
     for text in seen:
         for marker in FORBIDDEN:
             assert marker not in text, (marker, text[:300])
+    # The evaluation page answers questions over every document: a limited key is not offered it.
+    try:
+        at.switch_page("rag/ui/evaluation.py").run()
+    except Exception:  # noqa: BLE001 - an unregistered page may be refused outright
+        pass
+    assert "評価" not in [t.value for t in at.title]
 
     # A key for naibu does see it (so the checks above can fail), and can write there.
     at = _signed_in(signed_app["keys"].add("naibu", ["naibu"], can_write=True))
