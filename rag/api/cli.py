@@ -34,7 +34,7 @@ def register(sub, settings_of, command_error) -> None:
                 cols = [c for c in args.collections.split(",") if c.strip()] if args.collections is not None else None
                 key = keys.add(args.name, cols, args.write)
                 scope = "すべてのコレクション" if cols is None else "、".join(sorted(cols))
-                print(f"鍵「{args.name}」を作りました（{scope}、{'読み書き' if args.write else '読み取りのみ'}）。この鍵は二度と表示されません:")
+                print(f"キー「{args.name}」を作りました（{scope}、{'読み書き' if args.write else '読み取りのみ'}）。このキーは二度と表示されません:")
                 # The key on the last line alone, so scripts can take it with `tail -n 1`.
                 print(key)
             elif args.action == "list":
@@ -44,7 +44,7 @@ def register(sub, settings_of, command_error) -> None:
                     print(f"{k.name}\t{scope}\t{'読み書き' if k.can_write else '読み取り'}\t{k.created_at}\t{state}")
             else:
                 keys.revoke(args.name)
-                print(f"鍵「{args.name}」を無効にしました。")
+                print(f"キー「{args.name}」を無効にしました。")
         except (KeyError_, CollectionError) as exc:
             raise command_error(str(exc)) from None
         return 0
@@ -58,12 +58,12 @@ def register(sub, settings_of, command_error) -> None:
 
     p = sub.add_parser("keys", help="API キーの発行・一覧・無効化")
     ks = p.add_subparsers(dest="action", required=True)
-    a = ks.add_parser("add", help="鍵を発行する（標準出力の最後の行に1度だけ表示）")
+    a = ks.add_parser("add", help="キーを発行する（標準出力の最後の行に1度だけ表示）")
     a.add_argument("name")
     a.add_argument("--collections", help="見られるコレクション（カンマ区切り。省略: すべて）")
     a.add_argument("--write", action="store_true", help="文書の追加・削除も許す")
     a.set_defaults(func=cmd_keys)
-    ks.add_parser("list", help="鍵の一覧（鍵そのものは表示しません）").set_defaults(func=cmd_keys)
-    r = ks.add_parser("revoke", help="鍵を無効にする")
+    ks.add_parser("list", help="キーの一覧（キーそのものは表示しません）").set_defaults(func=cmd_keys)
+    r = ks.add_parser("revoke", help="キーを無効にする")
     r.add_argument("name")
     r.set_defaults(func=cmd_keys)

@@ -75,8 +75,8 @@ class KeyStore:
             elif version != SCHEMA_VERSION:
                 # A file from another version is refused, never misread.
                 raise KeyError_(
-                    f"鍵のファイルの形式が違います（形式 {version}、このバージョンは {SCHEMA_VERSION}）: {self.path}。"
-                    "このバージョンの `rag keys add` で鍵を作り直してください"
+                    f"キーのファイルの形式が違います（形式 {version}、このバージョンは {SCHEMA_VERSION}）: {self.path}。"
+                    "このバージョンの `rag keys add` でキーを作り直してください"
                 )
             with db:
                 yield db
@@ -87,7 +87,7 @@ class KeyStore:
         """Create a key and return it (the only time it exists in clear)."""
         name = (name or "").strip()
         if not name or len(name) > 64 or any(ord(c) < 32 for c in name):
-            raise KeyError_("鍵の名前が正しくありません。64文字以内の名前を指定してください")
+            raise KeyError_("キーの名前が正しくありません。64文字以内の名前を指定してください")
         cols = None if collections is None else sorted({check_collection(c) for c in collections})
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         with self._connect() as db:
@@ -97,7 +97,7 @@ class KeyStore:
                     (name, _hash(key), None if cols is None else json.dumps(cols, ensure_ascii=False), int(can_write), _now()),
                 )
             except sqlite3.IntegrityError:
-                raise KeyError_(f"「{name}」という名前の鍵は既にあります。別の名前にするか、`rag keys revoke {name}` で無効にしてください") from None
+                raise KeyError_(f"「{name}」という名前のキーは既にあります。別の名前にしてください（無効にしたキーの名前も使えません）") from None
         return key
 
     def list(self) -> list[ApiKey]:
@@ -109,7 +109,7 @@ class KeyStore:
         with self._connect() as db:
             cur = db.execute("UPDATE keys SET revoked_at = ? WHERE name = ? AND revoked_at IS NULL", (_now(), name))
         if cur.rowcount == 0:
-            raise KeyError_(f"有効な「{name}」という鍵はありません。`rag keys list` で名前を確かめてください")
+            raise KeyError_(f"有効な「{name}」というキーはありません。`rag keys list` で名前を確かめてください")
 
     def by_name(self, name: str) -> ApiKey | None:
         """The key called ``name`` when it is not revoked (the app re-reads a signed-in key each run)."""
