@@ -236,3 +236,29 @@ def test_matcher_flags_unstated_conditions_instead_of_assuming_them():
     # A training project matches the training scheme's costs, not the equipment one.
     training = rank([bare, full], Project(purpose="人材育成"))
     assert training[0].card.scheme == "研修助成金"
+
+
+# ------------------------------------------------------------------ the app page
+
+
+def test_scheme_page_shows_the_card_table_csv_and_matcher(town, town_cards, monkeypatch):
+    from streamlit.testing.v1 import AppTest
+
+    from rag.config import PROJECT_ROOT
+
+    for name in ("OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL", "RAG_LLM__PROVIDER", "RAG_LLM__MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("RAG_INDEX_DIR", str(town.index_dir))
+    monkeypatch.setenv("RAG_CORPUS_DIR", str(town.corpus_dir))
+    at = AppTest.from_file(str(PROJECT_ROOT / "app.py"), default_timeout=60).run()
+    assert not at.exception, at.exception
+    at.switch_page("rag/ui/schemes.py").run()
+    assert not at.exception, at.exception
+    table = at.dataframe[0].value
+    assert list(table["制度名"]) == [town_cards[0][0].scheme]
+    assert "（p.3）" in table["補助率"][0] and table["主な要件"][0] == "記載なし"
+    assert any("CSV" in b.label for b in at.get("download_button"))
+    at.text_input(key="match.sentence").set_value("製造業、従業員12人、600万円で加工機械を導入したい").run()
+    assert not at.exception, at.exception
+    labels = [e.label for e in at.expander]
+    assert any("合う可能性が高い" in label and "300万円" in label for label in labels), labels
