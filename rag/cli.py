@@ -247,6 +247,10 @@ def cmd_eval_lodo(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    if args.cards:
+        from rag.card_cli import cmd_eval_cards
+
+        return cmd_eval_cards(args, _settings(args), _lodo_cases)
     if args.lodo:
         return cmd_eval_lodo(args)
     from rag.evaluate import QAFormatError, by_type_table, check_floors, load_qa, run_eval, summary_table, write_report
@@ -290,6 +294,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_schemes(args: argparse.Namespace) -> int:
+    if args.cards:
+        from rag.card_cli import cmd_scheme_cards
+
+        settings = _settings(args)
+        return cmd_scheme_cards(args, settings, _open_pipeline(settings))
     from rag.index import LocalIndex
     from rag.schemes import format_table, schemes_for_index, search_schemes
 
@@ -382,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lodo", action="store_true", help="開発用文書で leave-one-document-out（文書ごとに、他の文書だけで学習して評価）")
     p.add_argument("--devsets", default=str(PROJECT_ROOT / "eval" / "lodo.toml"), help="--lodo の文書と質問の一覧（TOML）")
     p.add_argument("--disable", action="append", default=[], metavar="FEATURE", help="--lodo: この特徴量を外して学習する（効果の確認用）")
+    p.add_argument("--cards", action="store_true", help="制度カードを正解（eval/cards_gold.jsonl）と比べる（文書ごとの leave-one-document-out）")
+    p.add_argument("--cards-gold", default=str(PROJECT_ROOT / "eval" / "cards_gold.jsonl"), help="--cards の正解ファイル")
+    p.add_argument("--reuse-folds", action="store_true", help="--cards: 前回の実行で学習した文書ごとの回答モデル（--out/card_folds）を使う（カードの規則を試すとき用）")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("train", help="開発用の質問と答えから回答モデル（重み・確度の較正・しきい値）を作る")
@@ -394,6 +406,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="JSONで出力")
     p.add_argument("--keyword", help="名称・文脈で絞り込む（空白区切りですべてを含むもの）")
     p.add_argument("--area", help="分野（ページ見出し・スライドの題）で絞り込む（部分一致）")
+    p.add_argument("--cards", action="store_true", help="公募要領・支給要領などの制度カード（上限額・補助率・締切など、頁つき）")
     p.set_defaults(func=cmd_schemes)
 
     p = sub.add_parser("serve", help="チャット画面（Streamlit）を起動する。索引がなければ初回に作成")

@@ -42,3 +42,20 @@ def pipeline(default_settings, embedder):
     from rag.pipeline import Pipeline
 
     return Pipeline.load(default_settings, embedder=embedder)
+
+
+@pytest.fixture(scope="session")
+def lodo_cases(tmp_path_factory):
+    """Every development question retrieved and scored once, shared by the held-out gates (answers, cards).
+
+    The development PDFs live in ../shared (they belong to their publishers and are never
+    committed); without them every gate that needs them is skipped with the reason.
+    """
+    from rag.lodo import collect, load_devsets
+
+    missing = [p for p in (SHARED / "devpdfs", SHARED / "realpdfs") if not p.is_dir()]
+    if missing:
+        pytest.skip(f"development PDFs not present: {', '.join(map(str, missing))}")
+    devsets, notes = load_devsets()
+    assert not notes, notes
+    return devsets, collect(Settings(), devsets, tmp_path_factory.mktemp("lodo"))

@@ -13,22 +13,16 @@ import json
 
 import pytest
 
-from conftest import ROOT, SHARED
-from rag.config import Settings
+from conftest import ROOT
 
 
 @pytest.fixture(scope="module")
-def lodo(tmp_path_factory):
+def lodo(lodo_cases):
     from rag.answering.features import FEATURES
     from rag.answering.train import leave_one_document_out
-    from rag.lodo import baseline_rows, collect, load_devsets, per_document
+    from rag.lodo import baseline_rows, per_document
 
-    missing = [p for p in (SHARED / "devpdfs", SHARED / "realpdfs") if not p.is_dir()]
-    if missing:
-        pytest.skip(f"development PDFs not present: {', '.join(map(str, missing))}")
-    devsets, notes = load_devsets()
-    assert not notes, notes
-    cases = collect(Settings(), devsets, tmp_path_factory.mktemp("lodo"))
+    devsets, cases = lodo_cases
     rows, shown, why = leave_one_document_out(cases, list(FEATURES))
     return per_document(rows), per_document(baseline_rows(cases, devsets)), shown, why, cases
 

@@ -68,6 +68,10 @@ def render() -> None:
     if p is None:
         common.no_documents_notice()
         return
+    from rag.ui import scheme_cards
+
+    scheme_cards.render(p)
+    st.subheader("資料に出てくる制度名")
     try:
         from rag.schemes import search_schemes
 
