@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 import streamlit as st
 
 from rag.config import Settings, load_settings
-from rag.index import CURRENT, IndexError_, IndexIncompatible, IndexNotFound, Manifest, read_manifest
+from rag.index import IndexError_, IndexIncompatible, IndexNotFound, Manifest
+from rag.index.backend import live_version, read_live_manifest
 
 if TYPE_CHECKING:  # the heavy modules load in the background thread, not on import
     from rag.ingest import IngestReport, Progress
@@ -90,10 +91,10 @@ def keep_widget_state() -> None:
 
 
 def index_version(s: Settings) -> str | None:
-    """The live index version (content of CURRENT), or None when there is no index yet."""
+    """The live index version (local: content of CURRENT; Milvus: the newest pointer), or None when there is no index yet."""
     try:
-        return (Path(s.index_dir) / CURRENT).read_text(encoding="utf-8").strip() or None
-    except OSError:
+        return live_version(s)
+    except IndexError_:  # Milvus unreachable: shown where the pipeline is needed
         return None
 
 
@@ -170,8 +171,8 @@ def current_pipeline() -> Pipeline | None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _manifest(index_dir: str, version: str) -> Manifest:
-    return read_manifest(Path(index_dir))
+def _manifest(index_dir: str, version: str, _s: Settings) -> Manifest:
+    return read_live_manifest(_s)
 
 
 def manifest() -> Manifest | None:
@@ -181,7 +182,7 @@ def manifest() -> Manifest | None:
     if version is None:
         return None
     try:
-        return _manifest(str(Path(s.index_dir).resolve()), version)
+        return _manifest(str(Path(s.index_dir).resolve()), version, s)
     except IndexError_:
         return None
 
@@ -400,4 +401,4 @@ def _schemes(index_dir: str, version: str, _p: Pipeline) -> list:
 def schemes(p: Pipeline) -> list:
     """Schemes found in the live index, computed once per index version."""
     # Keyed by the version this pipeline holds, not a fresh read of CURRENT, which may already be newer.
-    return _schemes(str(p.index.index_dir.resolve()), p.index.version_dir.name if p.index.version_dir else "", p)
+    return _schemes(str(Path(p.settings.index_dir).resolve()), p.index.version, p)
