@@ -44,7 +44,7 @@ def _k(value: str) -> int:
 def _open_pipeline(settings: Settings):
     from rag.pipeline import Pipeline
 
-    if not Path(settings.index_dir).exists():
+    if settings.index.backend == "local" and not Path(settings.index_dir).exists():
         raise CommandError(f"索引フォルダがありません: {settings.index_dir}。先に `rag ingest` を実行してください")
     return Pipeline.load(settings)
 
@@ -299,11 +299,11 @@ def cmd_schemes(args: argparse.Namespace) -> int:
 
         settings = _settings(args)
         return cmd_scheme_cards(args, settings, _open_pipeline(settings))
-    from rag.index import LocalIndex
+    from rag.index.backend import open_index
     from rag.schemes import format_table, schemes_for_index, search_schemes
 
     settings = _settings(args)
-    index = LocalIndex.open(Path(settings.index_dir))
+    index = open_index(settings)
     try:
         schemes = schemes_for_index(index)
     finally:

@@ -44,6 +44,18 @@ class IndexSettings(_Section):
     exact_search_max_chunks: int = Field(50_000, ge=1)
     hnsw_m: int = Field(32, ge=4)
     hnsw_ef_search: int = Field(128, ge=8)
+    # "milvus": the same index in Milvus (rag.index.milvus), for a corpus or a number of
+    # app replicas that outgrow one machine.  The local index stays the offline default.
+    backend: Literal["local", "milvus"] = Field("local", description="Index backend: 'local' (FAISS+BM25+SQLite) or 'milvus'.")
+    milvus_uri: str = Field(
+        str(PROJECT_ROOT / "indexes" / "milvus.db"),
+        description="A file path ending in .db means Milvus Lite, embedded; http(s)://host:19530 a Milvus server or cluster.",
+    )
+    milvus_token: str | None = Field(None, description="Token for a Milvus server ('user:password' or an API key); empty for Lite.")
+    milvus_collection: str = Field("rag", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,40}$", description="Prefix of the Milvus collections; the index folder's name is appended, so each index folder is its own set.")
+    # FLAT is exact, so answers equal the local index's exact search; a cluster with ~10^6
+    # chunks wants HNSW (docs/deploy-milvus.md).  Fixed when the collection is created.
+    milvus_dense_index: Literal["FLAT", "HNSW", "IVF_FLAT", "IVF_PQ", "AUTOINDEX"] = "FLAT"
 
 
 class RetrievalSettings(_Section):

@@ -16,7 +16,8 @@ from pathlib import Path
 from rag.chunking import chunk_pages, indexable_text
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, embedder_id, load_embedder
-from rag.index import IndexIncompatible, IndexNotFound, LocalIndex, Manifest, read_manifest, write_lock
+from rag.index import IndexIncompatible, IndexNotFound, Manifest
+from rag.index.backend import empty_index, index_write_lock, open_index, read_live_manifest
 from rag.loaders import DocumentError, iter_corpus, load_document
 from rag.schema import SourceInfo
 
@@ -121,11 +122,11 @@ class _Plan:
         return not self.full and not self.to_load and not self.removed
 
 
-def _plan(index_dir: Path, settings: Settings, embedder_name: str, hashes: dict[str, str], rebuild: bool) -> _Plan:
+def _plan(settings: Settings, embedder_name: str, hashes: dict[str, str], rebuild: bool) -> _Plan:
     existing: Manifest | None = None
     reason = None
     try:
-        existing = read_manifest(index_dir)
+        existing = read_live_manifest(settings)
     except IndexNotFound:
         pass
     except IndexIncompatible as exc:
@@ -151,7 +152,7 @@ def ingest(
     ``embedder`` overrides the configured model (tests, benchmarks); its name is what
     the index records and is checked against.
     """
-    corpus_dir, index_dir = Path(settings.corpus_dir), Path(settings.index_dir)
+    corpus_dir = Path(settings.corpus_dir)
     if not corpus_dir.is_dir():
         raise FileNotFoundError(f"文書フォルダがありません: {corpus_dir}")
     files = {source: path for path, source in iter_corpus(corpus_dir, settings.ignore_names)}
@@ -159,11 +160,11 @@ def ingest(
     embedder_name = embedder.name if embedder is not None else embedder_id(settings.embedder.model)
 
     # A first look without the lock and without loading a model: an unchanged corpus returns at once.
-    plan = _plan(index_dir, settings, embedder_name, hashes, rebuild)
+    plan = _plan(settings, embedder_name, hashes, rebuild)
     if not plan.idle:
-        with write_lock(index_dir):
+        with index_write_lock(settings):
             # Look again under the lock: another writer may have finished in between.
-            plan = _plan(index_dir, settings, embedder_name, hashes, rebuild)
+            plan = _plan(settings, embedder_name, hashes, rebuild)
             if not plan.idle:
                 report = _apply(plan, settings, files, hashes, embedder, progress)
                 report.files.sort(key=lambda f: f.source)
@@ -189,15 +190,13 @@ def _apply(
     embedder: IndexEmbedder | None,
     progress: ProgressFn | None,
 ) -> IngestReport:
-    index_dir = Path(settings.index_dir)
     report = IngestReport(files=_unchanged(plan, files), rebuilt=plan.full and plan.existing is not None, reason=plan.reason)
     old_sources = plan.old_sources
     embedder = embedder or load_embedder(settings.embedder)
-    hnsw = (settings.index.exact_search_max_chunks, settings.index.hnsw_m, settings.index.hnsw_ef_search)
     if plan.full:
-        index = LocalIndex.empty(index_dir, _wanted_manifest(settings, embedder.name, embedder.dimension), hnsw)
+        index = empty_index(settings, _wanted_manifest(settings, embedder.name, embedder.dimension))
     else:
-        index = LocalIndex.open(index_dir, embedder=embedder.name, dimension=embedder.dimension, hnsw=hnsw)
+        index = open_index(settings, embedder=embedder.name, dimension=embedder.dimension)
     for source in plan.removed:
         index.delete_source(source)
         report.files.append(FileResult(source, "removed"))

@@ -18,7 +18,8 @@ from rag.access import AccessPolicy
 from rag.answering.model import AnswerModel, load_model
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
-from rag.index import LocalIndex
+from rag.index import SearchIndex
+from rag.index.backend import open_index
 from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
 from rag.page_context import HEADING_OPEN
 from rag.query import PreparedQuery, prepare, topic_words, validate_question
@@ -55,7 +56,7 @@ class Pipeline:
     def __init__(
         self,
         settings: Settings,
-        index: LocalIndex,
+        index: SearchIndex,
         embedder: IndexEmbedder,
         reranker: Reranker | None = None,
         model: AnswerModel | None = None,
@@ -77,19 +78,13 @@ class Pipeline:
 
     @classmethod
     def load(cls, settings: Settings, embedder: IndexEmbedder | None = None, model: AnswerModel | None = None) -> Pipeline:
-        """Open the index at ``settings.index_dir``; refuses one built with another embedder.
+        """Open the configured index (``settings.index``); refuses one built with another embedder.
 
         ``model``: answer weights other than the configured ones (training and
         leave-one-document-out fit their own, and must not depend on the shipped file).
         """
         embedder = embedder or load_embedder(settings.embedder)
-        s = settings.index
-        index = LocalIndex.open(
-            Path(settings.index_dir),
-            embedder=embedder.name,
-            dimension=embedder.dimension,
-            hnsw=(s.exact_search_max_chunks, s.hnsw_m, s.hnsw_ef_search),
-        )
+        index = open_index(settings, embedder=embedder.name, dimension=embedder.dimension)
         reranker = Reranker(settings.retrieval.reranker) if settings.retrieval.reranker else None
         return cls(settings, index, embedder, reranker, model)
 

@@ -17,25 +17,17 @@ from rag.access import DEFAULT_COLLECTION, AccessPolicy, check_collection, colle
 from rag.api.keys import KeyStore
 from rag.config import Settings
 from rag.embeddings import IndexEmbedder, load_embedder
-from rag.index import CURRENT
+from rag.index.backend import live_version
 from rag.pipeline import Pipeline
 
 
-def _live_version(index_dir: Path) -> str | None:
-    try:
-        return (index_dir / CURRENT).read_text(encoding="utf-8").strip()
-    except OSError:
-        return None
-
-
 class LivePipeline:
-    """The pipeline of the index version that is live now, reloaded when ``CURRENT`` changes."""
+    """The pipeline of the index version that is live now, reloaded when the live version changes."""
 
     def __init__(self, settings: Settings, embedder: IndexEmbedder):
         self.settings = settings
         self.embedder = embedder
-        self._index_dir = Path(settings.index_dir)
-        self._version = _live_version(self._index_dir)
+        self._version = live_version(settings)
         self._pipeline = Pipeline.load(settings, embedder=embedder)
         self._lock = threading.Lock()
         self._loading = False
@@ -45,7 +37,7 @@ class LivePipeline:
         now = time.monotonic()
         if now >= self._next_check:
             self._next_check = now + self.settings.api.reload_check_s
-            version = _live_version(self._index_dir)
+            version = live_version(self.settings)
             if version and version != self._version:
                 with self._lock:
                     start = not self._loading
@@ -56,14 +48,14 @@ class LivePipeline:
 
     def reload_now(self) -> Pipeline:
         """Load the live version at once (after this server changed the index itself)."""
-        self._reload(_live_version(self._index_dir))
+        self._reload(live_version(self.settings))
         return self._pipeline
 
     def _reload(self, version: str | None) -> None:
         try:
             pipeline = Pipeline.load(self.settings, embedder=self.embedder)
             # The version that was actually opened: another commit may have landed meanwhile.
-            self._version = pipeline.index.version_dir.name if pipeline.index.version_dir else version
+            self._version = pipeline.index.version or version
             self._pipeline = pipeline
         except Exception:  # noqa: BLE001 - keep serving the old version; the next check retries
             self._version = None

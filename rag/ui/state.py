@@ -29,7 +29,8 @@ import streamlit as st
 
 from rag.access import AccessPolicy
 from rag.config import Settings, load_settings
-from rag.index import CURRENT, IndexError_, IndexIncompatible, IndexNotFound, Manifest, read_manifest
+from rag.index import IndexError_, IndexIncompatible, IndexNotFound, Manifest
+from rag.index.backend import live_version, read_live_manifest
 
 if TYPE_CHECKING:  # the heavy modules load in the background thread, not on import
     from rag.ingest import IngestReport, Progress
@@ -92,10 +93,10 @@ def keep_widget_state() -> None:
 
 
 def index_version(s: Settings) -> str | None:
-    """The live index version (content of CURRENT), or None when there is no index yet."""
+    """The live index version (local: content of CURRENT; Milvus: the newest pointer), or None when there is no index yet."""
     try:
-        return (Path(s.index_dir) / CURRENT).read_text(encoding="utf-8").strip() or None
-    except OSError:
+        return live_version(s)
+    except IndexError_:  # Milvus unreachable: shown where the pipeline is needed
         return None
 
 
@@ -172,8 +173,8 @@ def current_pipeline() -> Pipeline | None:
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def _manifest(index_dir: str, version: str) -> Manifest:
-    return read_manifest(Path(index_dir))
+def _manifest(index_dir: str, version: str, _s: Settings) -> Manifest:
+    return read_live_manifest(_s)
 
 
 def manifest() -> Manifest | None:
@@ -183,7 +184,7 @@ def manifest() -> Manifest | None:
     if version is None:
         return None
     try:
-        m = _manifest(str(Path(s.index_dir).resolve()), version)
+        m = _manifest(str(Path(s.index_dir).resolve()), version, s)
     except IndexError_:
         return None
     allowed = policy()
@@ -455,11 +456,11 @@ def _schemes(index_dir: str, version: str, _p: Pipeline) -> list:
 def schemes(p: Pipeline) -> list:
     """Schemes found in the documents this user may see, computed once per index version and policy."""
     # Keyed by the version this pipeline holds, not a fresh read of CURRENT, which may already be newer.
-    version = p.index.version_dir.name if p.index.version_dir else ""
+    index_dir = str(Path(p.settings.index_dir).resolve())
     allowed = policy()
     if allowed.collections is None:
-        return _schemes(str(p.index.index_dir.resolve()), version, p)
-    return _visible_schemes(str(p.index.index_dir.resolve()), version, tuple(allowed.visible(sorted(p.index.manifest.sources))), p)
+        return _schemes(index_dir, p.index.version, p)
+    return _visible_schemes(index_dir, p.index.version, tuple(allowed.visible(sorted(p.index.manifest.sources))), p)
 
 
 @st.cache_resource(show_spinner="制度の一覧を作成しています…", max_entries=8)

@@ -1,11 +1,8 @@
-"""The search index: one small interface, one embedded implementation.
+"""The embedded index: FAISS + bm25s + SQLite in one folder.
 
-:class:`SearchIndex` is everything the retriever and the ingester need.  The
-embedded :class:`LocalIndex` keeps chunks and pages in SQLite, vectors in
+The embedded :class:`LocalIndex` keeps chunks and pages in SQLite, vectors in
 FAISS's own file format and BM25 in bm25s's own format (numpy arrays saved
 without pickle, JSON vocabulary), so loading an index never executes code.
-A distributed engine (OpenSearch with a Japanese analyzer and k-NN) can
-implement the same protocol without the retriever noticing.
 
 On disk an index folder holds ``CURRENT`` (the name of the live version) and
 version folders.  A commit builds a new version in a temporary folder, renames
@@ -26,90 +23,28 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
 from rag.chunking import indexable_text
+from rag.index.base import (
+    FORMAT_VERSION,
+    IncompatibleEmbedder,
+    IndexError_,
+    IndexIncompatible,
+    IndexNotFound,
+    Manifest,
+)
 from rag.schema import Chunk, Page, SourceInfo
 from rag.tokenize import get_splitter
 
-# 2: chunks and pages carry their section path (rag.sections).
-FORMAT_VERSION = 2
 CURRENT = "CURRENT"
 _MANIFEST = "manifest.json"
 _CHUNKS = "chunks.sqlite"
 _DENSE = "dense.faiss"
 _BM25 = "bm25"
-
-
-class IndexError_(Exception):  # trailing underscore: IndexError is a builtin
-    """Base for index problems; the message is one line a user can act on."""
-
-
-class IndexNotFound(IndexError_):
-    pass
-
-
-class IndexIncompatible(IndexError_):
-    pass
-
-
-@dataclass
-class Manifest:
-    embedder: str
-    dimension: int
-    tokenizer: str
-    chunking: dict
-    format_version: int = FORMAT_VERSION
-    dense_index: str = "flat"
-    built_at: str = ""
-    sources: dict[str, dict] = field(default_factory=dict)
-
-    @property
-    def chunk_count(self) -> int:
-        return sum(s["chunks"] for s in self.sources.values())
-
-    @property
-    def page_count(self) -> int:
-        return sum(s["pages"] for s in self.sources.values())
-
-    def source_infos(self) -> list[SourceInfo]:
-        return [
-            SourceInfo(
-                source=name,
-                sha256=s["sha256"],
-                title=s.get("title", name),
-                pages=s["pages"],
-                chunks=s["chunks"],
-                problems=tuple(s.get("problems", ())),
-            )
-            for name, s in sorted(self.sources.items())
-        ]
-
-
-class SearchIndex(Protocol):
-    """What retrieval and ingestion need from an index.  Scores: higher is better."""
-
-    manifest: Manifest
-
-    def sparse_search(self, query: str, k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]: ...
-
-    def dense_search(
-        self, vector: np.ndarray, k: int, sources: Collection[str] | None = None
-    ) -> list[tuple[str, float]]: ...
-
-    def get_chunks(self, ids: Sequence[str]) -> list[Chunk]: ...
-
-    def get_page(self, source: str, page: int) -> Page | None: ...
-
-    def add_source(self, info: SourceInfo, pages: Sequence[Page], chunks: Sequence[Chunk], vectors: np.ndarray) -> None: ...
-
-    def delete_source(self, source: str) -> None: ...
-
-    def commit(self) -> None: ...
 
 
 # ---------------------------------------------------------------- reading
@@ -222,6 +157,11 @@ class LocalIndex:
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    @property
+    def version(self) -> str:
+        """The live version's name ("" before the first commit); changes on every commit."""
+        return self.version_dir.name if self.version_dir is not None else ""
 
     # -- reading
 
@@ -430,16 +370,6 @@ def bm25_corpus(chunks: Sequence[Chunk], splitter) -> tuple[list[array], dict[st
     # bm25s scores a query with no known token against this empty token, as its own path does.
     vocab.setdefault("", len(vocab))
     return ids, vocab
-
-
-class IncompatibleEmbedder(IndexIncompatible):
-    def __init__(self, built_with: str, dimension: int, configured: str):
-        super().__init__(
-            f"索引は埋め込みモデル「{built_with}」（{dimension}次元）で作られていますが、"
-            f"設定は「{configured}」です。`rag ingest` で索引を作り直してください"
-        )
-        self.built_with = built_with
-        self.configured = configured
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""BM25 split into a document side and a query side, for engines that score sparse vectors by inner product.
+
+bm25s (the local index) scores a chunk d for query tokens q as
+
+    sum over t in q:  idf(t) * tf(t,d) / (tf(t,d) + k1 * (1 - b + b * len(d) / avgdl))
+
+with Lucene's ``idf(t) = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5))`` and k1 = 1.5, b = 0.75
+(bm25s's defaults, which the local index uses).  The fraction depends only on the chunk and
+the corpus' mean length; idf depends on the whole corpus.  So a chunk's sparse vector holds
+the fraction per term (:func:`doc_weights`), and the query vector holds ``count * idf`` per
+term, computed at search time from the live document frequencies (:func:`query_weights`):
+their inner product is the bm25s score, and adding or removing documents changes idf at once
+without rewriting any chunk.  The tests compare the scores with bm25s itself.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+K1 = 1.5
+B = 0.75
+
+
+def term_counts(tokens: Sequence[str]) -> Counter[str]:
+    # A chunk with no token is one empty token, as in rag.index.local.bm25_corpus: same lengths.
+    return Counter(tokens or [""])
+
+
+def doc_weights(counts: Mapping[str, int], length: int, avgdl: float) -> dict[str, float]:
+    """The document side: tf / (tf + k1 * (1 - b + b * length / avgdl)) per term."""
+    norm = K1 * (1 - B + B * length / avgdl)
+    return {term: tf / (tf + norm) for term, tf in counts.items()}
+
+
+def idf(df: int, n_docs: int) -> float:
+    return math.log(1 + (n_docs - df + 0.5) / (df + 0.5))
+
+
+def query_weights(tokens: Sequence[str], df: Mapping[str, int], n_docs: int) -> dict[str, float]:
+    """The query side: each known token's idf, once per occurrence (bm25s sums a repeated query token twice)."""
+    counts = Counter(t for t in tokens if df.get(t, 0) > 0)
+    return {term: count * idf(df[term], n_docs) for term, count in counts.items()}
