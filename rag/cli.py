@@ -73,13 +73,27 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         if f.status != "removed":
             line += f"（{f.pages}ページ、{f.chunks}チャンク）"
         print(line)
+        if f.ocr_pages:
+            print(f"    OCR: {_ocr_summary(f.ocr_pages)}")
         for problem in f.problems:
             print(f"    注意: {problem}")
+    if any("テキスト層がありません" in (f.error or "") for f in report.failed):
+        from rag.ocr.pages import PageOcr
+
+        why = PageOcr(settings.ocr, settings.ocr_cache_file).unavailable
+        if why:
+            print(f"注意: {why}", file=sys.stderr)
     if not report.changed and not report.failed and not report.rebuilt:
         print(f"変更はありません（{settings.index_dir}）。")
     elif report.changed or report.rebuilt:
         print(f"索引を更新しました: {settings.index_dir}")
     return 1 if report.failed else 0
+
+
+def _ocr_summary(pages: dict[int, float | None]) -> str:
+    known = [c for c in pages.values() if c is not None]
+    mean = f"、平均信頼度 {sum(known) / len(known):.2f}" if known else ""
+    return f"{len(pages)}ページを文字認識しました（p.{', p.'.join(str(p) for p in sorted(pages))}{mean}）"
 
 
 class _ProgressBar:
@@ -336,6 +350,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.ocr:
+        from rag.ocr.bench import run_ocr_bench
+
+        try:
+            results = run_ocr_bench(workers=args.workers)
+        except RuntimeError as exc:
+            raise CommandError(str(exc)) from None
+        if args.json:
+            print(json.dumps(results, ensure_ascii=False, indent=2))
+        return 0
     from rag.bench import run_bench
 
     if args.api:
@@ -422,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--api", action="store_true", help="API の負荷試験（127.0.0.1 の1プロセスに同時 --clients 件を --seconds 秒、静止時と再索引中）")
     p.add_argument("--clients", type=int, default=50)
     p.add_argument("--seconds", type=float, default=60.0)
+    p.add_argument("--ocr", action="store_true", help="OCRの精度と速度（スキャンを作って文字の一致率・再現率・ページ/秒）")
+    p.add_argument("--workers", type=int, default=0, help="--ocr: 並列に動かす tesseract の数（0: コア数）")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
 

@@ -19,6 +19,7 @@ from rag.embeddings import IndexEmbedder, embedder_id, load_embedder
 from rag.index import IndexIncompatible, IndexNotFound, Manifest
 from rag.index.backend import empty_index, index_write_lock, open_index, read_live_manifest
 from rag.loaders import DocumentError, iter_corpus, load_document
+from rag.ocr import PageOcr
 from rag.schema import SourceInfo
 
 
@@ -30,6 +31,7 @@ class FileResult:
     chunks: int = 0
     problems: list[str] = field(default_factory=list)
     error: str | None = None
+    ocr_pages: dict[int, float | None] = field(default_factory=dict)  # pages read by OCR in this run → confidence
 
 
 @dataclass
@@ -62,7 +64,7 @@ class Progress:
     done: int
     total: int
     source: str
-    stage: str  # "load" | "embed" | "write"
+    stage: str  # "load" | "ocr" | "embed" | "write"
 
 
 ProgressFn = Callable[[Progress], None]
@@ -172,6 +174,18 @@ def ingest(
     return IngestReport(files=_unchanged(plan, files))
 
 
+def _page_ocr(settings: Settings, progress: ProgressFn | None, n: int, total: int, source: str) -> PageOcr | None:
+    """OCR for the file's pages without a text layer, reporting pages done as "ocr" progress."""
+    if not settings.ocr.enabled:
+        return None
+
+    def on_page(done: int, pages: int) -> None:
+        if progress:
+            progress(Progress(n, total, f"{source}（OCR {done}/{pages}ページ）", "ocr"))
+
+    return PageOcr(settings.ocr, settings.ocr_cache_file, on_page)
+
+
 def _unchanged(plan: _Plan, files: dict[str, Path]) -> list[FileResult]:
     """The files the plan leaves as they are, as the index describes them."""
     return [
@@ -205,7 +219,7 @@ def _apply(
             progress(Progress(n, len(plan.to_load), source, "load"))
         status = "updated" if source in old_sources else "added"
         try:
-            doc = load_document(files[source], source)
+            doc = load_document(files[source], source, _page_ocr(settings, progress, n, len(plan.to_load), source), hashes[source])
         except DocumentError as exc:
             report.files.append(FileResult(source, "failed", error=str(exc)))
             continue
@@ -215,7 +229,7 @@ def _apply(
         vectors = embedder.embed_array([indexable_text(c) for c in chunks])
         info = SourceInfo(source, hashes[source], doc.title, doc.page_count, len(chunks), tuple(doc.problems))
         index.add_source(info, doc.pages, chunks, vectors)
-        report.files.append(FileResult(source, status, doc.page_count, len(chunks), list(doc.problems)))
+        report.files.append(FileResult(source, status, doc.page_count, len(chunks), list(doc.problems), ocr_pages={p: doc.ocr_confidence.get(p) for p in doc.ocr_pages}))
     if progress:
         progress(Progress(len(plan.to_load), len(plan.to_load), "", "write"))
     previously = set(plan.existing.sources) if plan.existing is not None else set()

@@ -12,11 +12,14 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from rag.normalize import collapse_overprint, collapse_repeated_lines, join_vertical_runs, normalize_lines
 from rag.schema import Page
 from rag.sections import BRACKETED, heading_style, section_paths, sections_run_on, stands_alone
+
+if TYPE_CHECKING:
+    from rag.ocr import PageOcr
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)  # pypdf warns per odd object; we report per file
 
@@ -40,12 +43,14 @@ class LoadedDocument:
     page_count: int
     pages: list[Page] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    ocr_pages: list[int] = field(default_factory=list)  # 1-based pages whose text came from OCR
+    ocr_confidence: dict[int, float | None] = field(default_factory=dict)  # page → mean OCR confidence (0-1)
 
 
 class Loader(Protocol):
     suffixes: tuple[str, ...]
 
-    def load(self, path: Path, source: str) -> LoadedDocument: ...
+    def load(self, path: Path, source: str, ocr: PageOcr | None = None, file_sha256: str | None = None) -> LoadedDocument: ...
 
 
 def make_page(
@@ -103,7 +108,9 @@ def _section_after(page: Page) -> tuple[str, ...]:
 class PdfLoader:
     suffixes = (".pdf",)
 
-    def load(self, path: Path, source: str) -> LoadedDocument:
+    def load(self, path: Path, source: str, ocr: PageOcr | None = None, file_sha256: str | None = None) -> LoadedDocument:
+        """``ocr``: read the pages that have no text layer with it (when it can run); ``file_sha256``
+        lets it find pages it read before without rendering them again."""
         import pypdf
         from pypdf.errors import FileNotDecryptedError, PdfReadError
 
@@ -131,13 +138,19 @@ class PdfLoader:
             ) from None
 
         doc = LoadedDocument(source=source, title=title, page_count=page_count)
-        for number, raw, printed, laid_out, error in _pdf_page_texts(path, reader, page_count):
+        texts = list(_pdf_page_texts(path, reader, page_count))
+        ocr_pages = _ocr_missing(path, texts, ocr, file_sha256, doc)
+        for number, raw, printed, laid_out, error in texts:
             if error is not None:
                 doc.problems.append(f"p.{number}: 文字を取り出せません（{error}）")
                 continue
             # /PageLabels is what the author declared; a number printed on the page comes second.
             section = _section_after(doc.pages[-1]) if doc.pages else ()
             made = make_page(source, number, raw, labels.get(number) or printed, laid_out=laid_out, section=section)
+            if made is None and number in ocr_pages:
+                made = make_page(source, number, ocr_pages[number], labels.get(number), section=section)
+                if made is not None:
+                    doc.ocr_pages.append(number)
             if made is None:
                 doc.problems.append(f"p.{number}: {NO_TEXT_PAGE}")
                 continue
@@ -215,12 +228,25 @@ def _pdf_title(reader) -> str | None:
     return title
 
 
+def _ocr_missing(path: Path, texts: list, ocr: PageOcr | None, file_sha256: str | None, doc: LoadedDocument) -> dict[int, str]:
+    """OCR text for the pages whose text layer is empty; {} when OCR cannot run (those pages are refused as before)."""
+    if ocr is None or ocr.unavailable:
+        return {}
+    blank = [number for number, raw, _, laid_out, error in texts if error is None and not normalize_lines(raw, number, laid_out=laid_out)[0]]
+    if not blank:
+        return {}
+    outcome = ocr.read(path, file_sha256, blank)
+    doc.problems.extend(outcome.problems)
+    doc.ocr_confidence.update({n: p.confidence for n, p in outcome.pages.items()})
+    return {n: p.text for n, p in outcome.pages.items()}
+
+
 class TextLoader:
     """Plain text and Markdown; pages are separated by form feeds (pdftotext's convention)."""
 
     suffixes = (".txt", ".md")
 
-    def load(self, path: Path, source: str) -> LoadedDocument:
+    def load(self, path: Path, source: str, ocr: PageOcr | None = None, file_sha256: str | None = None) -> LoadedDocument:
         data = path.read_bytes()
         if not data.strip():
             raise DocumentError(source, "空のファイルです", "内容のあるファイルを置いてください")
@@ -253,7 +279,7 @@ def loader_for(path: Path) -> Loader | None:
     return next((loader for loader in LOADERS if suffix in loader.suffixes), None)
 
 
-def load_document(path: Path, source: str) -> LoadedDocument:
+def load_document(path: Path, source: str, ocr: PageOcr | None = None, file_sha256: str | None = None) -> LoadedDocument:
     loader = loader_for(path)
     if loader is None:
         raise DocumentError(
@@ -261,7 +287,7 @@ def load_document(path: Path, source: str) -> LoadedDocument:
             f"対応していない形式です（{path.suffix or '拡張子なし'}）",
             f"{'・'.join(SUPPORTED_SUFFIXES)} のいずれかにしてください",
         )
-    return loader.load(path, source)
+    return loader.load(path, source, ocr, file_sha256)
 
 
 def iter_corpus(corpus_dir: Path, ignore_names: tuple[str, ...] = ()) -> Iterator[tuple[Path, str]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -21,6 +22,8 @@ from rag.embeddings import IndexEmbedder, load_embedder
 from rag.index import SearchIndex
 from rag.index.backend import open_index
 from rag.normalize import CELL_SEPARATOR, SENTENCE_END, starts_item
+from rag.ocr.store import OcrStore
+from rag.ocr.tesseract import OcrResult
 from rag.page_context import HEADING_OPEN
 from rag.query import PreparedQuery, prepare, topic_words, validate_question
 from rag.retrieve import HybridRetriever, Reranker
@@ -75,6 +78,9 @@ class Pipeline:
         self._llm = None
         # The manifest of a loaded index never changes; a new index means a new Pipeline.
         self._titles = {name: s.get("title") or name for name, s in index.manifest.sources.items()}
+        # OCR results live beside the index, keyed by file hash (rag.ocr.store); opened on first use.
+        self._ocr_store: OcrStore | bool | None = None
+        self._ocr_lock = threading.Lock()
 
     @classmethod
     def load(cls, settings: Settings, embedder: IndexEmbedder | None = None, model: AnswerModel | None = None) -> Pipeline:
@@ -125,15 +131,29 @@ class Pipeline:
         found = self._get_page(source, page)
         return found.text if found else None
 
+    def ocr_page(self, source: str, page: int) -> OcrResult | None:
+        """The OCR reading (words with boxes, confidence) of a page that had no text layer; None for text pages."""
+        sha = self.index.manifest.sources.get(source, {}).get("sha256")
+        if not sha:
+            return None
+        with self._ocr_lock:
+            if self._ocr_store is None:
+                self._ocr_store = OcrStore.open_if_exists(self.settings.ocr_cache_file) or False
+            return self._ocr_store.page(sha, page) if self._ocr_store else None
+
     def _with_labels(self, citations: list[Citation]) -> list[Citation]:
-        labels: dict[tuple[str, int], str | None] = {}
+        labels: dict[tuple[str, int], tuple[str | None, OcrResult | None]] = {}
         out = []
         for c in citations:
             key = (c.source, c.page)
             if key not in labels:
                 page = self._get_page(*key)
-                labels[key] = page.label if page else None
-            out.append(dataclasses.replace(c, label=labels[key], title=c.title or self._titles.get(c.source, c.source)))
+                labels[key] = (page.label if page else None, self.ocr_page(*key) if page else None)
+            label, ocr = labels[key]
+            out.append(dataclasses.replace(
+                c, label=label, title=c.title or self._titles.get(c.source, c.source),
+                ocr=ocr is not None, ocr_confidence=ocr.confidence if ocr is not None else None,
+            ))
         return out
 
     def ask(

@@ -10,6 +10,7 @@ import html
 import io
 import re
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,14 @@ class RenderError(Exception):
     """A page that cannot be drawn; the message is one Japanese line."""
 
 
-def render_page_png(pdf_path: Path, page: int, width_px: int = DEFAULT_WIDTH_PX) -> bytes:
-    """PNG bytes of 1-based ``page`` of ``pdf_path``, ``width_px`` wide."""
+def render_page_png(
+    pdf_path: Path, page: int, width_px: int = DEFAULT_WIDTH_PX, marks: Sequence[tuple[float, float, float, float]] = ()
+) -> bytes:
+    """PNG bytes of 1-based ``page`` of ``pdf_path``, ``width_px`` wide.
+
+    ``marks``: boxes to highlight (left, top, width, height as fractions of the page), e.g.
+    the OCR words of a quote (:func:`rag.ocr.highlight.quote_boxes`).
+    """
     import pypdfium2 as pdfium
 
     path = Path(pdf_path)
@@ -49,9 +56,27 @@ def render_page_png(pdf_path: Path, page: int, width_px: int = DEFAULT_WIDTH_PX)
                 pdf_page.close()
         finally:
             pdf.close()
+    if marks:
+        image = _draw_marks(image, marks)
     buf = io.BytesIO()
     image.save(buf, format="PNG")
     return buf.getvalue()
+
+
+def _draw_marks(image, marks: Sequence[tuple[float, float, float, float]]):
+    from PIL import Image, ImageDraw
+
+    base = image.convert("RGBA")
+    overlay = Image.new("RGBA", base.size, (0, 0, 0, 0))
+    draw = ImageDraw.Draw(overlay)
+    w, h = base.size
+    for left, top, width, height in marks:
+        # A translucent marker-pen yellow, a little larger than the glyphs, keeps the text readable.
+        pad = 0.15 * height * h
+        draw.rectangle(
+            (left * w - pad, top * h - pad, (left + width) * w + pad, (top + height) * h + pad), fill=(255, 230, 0, 110)
+        )
+    return Image.alpha_composite(base, overlay).convert("RGB")
 
 
 # ----------------------------------------------------------------- highlighting

@@ -70,11 +70,13 @@ class Citation:
     chunk_id: str
     title: str = ""
     label: str | None = None
+    # The page's text was read by OCR (no text layer): the quote may carry recognition errors.
+    ocr: bool = False
+    ocr_confidence: float | None = None  # mean Tesseract word confidence of the page, 0-1
 
     def page_display(self) -> str:
-        if self.label and self.label != str(self.page):
-            return f"p.{self.page}（資料上の頁 {self.label}）"
-        return f"p.{self.page}"
+        shown = f"p.{self.page}（資料上の頁 {self.label}）" if self.label and self.label != str(self.page) else f"p.{self.page}"
+        return f"{shown}「OCR」" if self.ocr else shown
 
 
 @dataclass(slots=True)
@@ -119,7 +121,8 @@ class Answer:
             "verified": self.verified,
             "mode": self.mode,
             "citations": [
-                {"source": c.source, "page": c.page, "heading": c.heading, "quote": c.quote, "label": c.label}
+                {"source": c.source, "page": c.page, "heading": c.heading, "quote": c.quote, "label": c.label,
+                 "ocr": c.ocr, **({"ocr_confidence": round(c.ocr_confidence, 3)} if c.ocr_confidence is not None else {})}
                 for c in self.citations
             ],
             "hits": [

@@ -30,6 +30,7 @@ from typing import Literal
 
 from rag.ingest import sha256_file
 from rag.loaders import DocumentError, LoadedDocument, iter_corpus, load_document
+from rag.ocr import PageOcr
 
 PDF_SIGNATURE = b"%PDF-"
 # Leave room under the usual 255-byte file name limit for " (999)" and ".pdf",
@@ -103,8 +104,12 @@ def _truncate_utf8(text: str, max_bytes: int) -> str:
     return data[:max_bytes].decode("utf-8", errors="ignore")
 
 
-def check_pdf(data: bytes, name: str, *, max_upload_mb: int) -> LoadedDocument:
-    """Validate an uploaded file; the loaded document (title, pages, problems) or :class:`UploadError`."""
+def check_pdf(data: bytes, name: str, *, max_upload_mb: int, ocr: PageOcr | None = None) -> LoadedDocument:
+    """Validate an uploaded file; the loaded document (title, pages, problems) or :class:`UploadError`.
+
+    ``ocr``: read pages without a text layer, as ingestion will (its cache then spares
+    ingestion the work); without it a scan is refused.
+    """
     if len(data) > max_upload_mb * 1024 * 1024:
         raise UploadError(
             f"{name}: ファイルが大きすぎます（{len(data) / 1024 / 1024:.1f} MB、上限 {max_upload_mb} MB）。"
@@ -121,12 +126,14 @@ def check_pdf(data: bytes, name: str, *, max_upload_mb: int) -> LoadedDocument:
         path = Path(tmp) / "upload.pdf"
         path.write_bytes(data)
         try:
-            return load_document(path, name)
+            return load_document(path, name, ocr, hashlib.sha256(data).hexdigest() if ocr else None)
         except DocumentError as exc:
             raise UploadError(str(exc)) from None
 
 
-def save_upload(data: bytes, name: str, corpus_dir: Path, *, max_upload_mb: int = 50) -> SavedUpload:
+def save_upload(
+    data: bytes, name: str, corpus_dir: Path, *, max_upload_mb: int = 50, ocr: PageOcr | None = None
+) -> SavedUpload:
     """Validate ``data`` and save it into ``corpus_dir`` under a safe, unused name.
 
     Raises :class:`UploadError` (nothing written) for a file that is too large,
@@ -134,7 +141,7 @@ def save_upload(data: bytes, name: str, corpus_dir: Path, *, max_upload_mb: int 
     """
     original = name or ""
     filename = safe_filename(original)
-    doc = check_pdf(data, filename, max_upload_mb=max_upload_mb)
+    doc = check_pdf(data, filename, max_upload_mb=max_upload_mb, ocr=ocr)
 
     corpus = Path(corpus_dir).resolve()
     corpus.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import logging
 import streamlit as st
 
 from rag.query import QuestionError, validate_question
+from rag.ocr.highlight import quote_boxes
 from rag.render import RenderError, answer_html, escape_text, highlight_html, markdown_escape
 from rag.schema import Answer, Citation
 from rag.ui import common, state
@@ -164,6 +165,10 @@ def _citation(c: Citation, msg_id: int) -> None:
     label = f"[{c.marker}] {title}　{c.page_display()}" + (f"｜{heading}" if heading else "")
     with st.expander(markdown_escape(label), icon=":material/description:"):
         page = p.index.get_page(c.source, c.page) if p else None
+        ocr = p.ocr_page(c.source, c.page) if (p and c.ocr) else None
+        if c.ocr:
+            conf = f"（読み取りの信頼度 {c.ocr_confidence:.0%}）" if c.ocr_confidence is not None else ""
+            st.caption(f"「OCR」このページは文字のない画像のため、文字認識で読み取りました{conf}。引用文に読み取りの誤りがある可能性があります。ページの画像で確認してください。")
         if page is not None:
             hl = highlight_html(page.text, c.quote, context_chars=EXCERPT_CONTEXT_CHARS)
             st.markdown(f'<div class="rag-excerpt">{hl.html}</div>', unsafe_allow_html=True)
@@ -192,7 +197,8 @@ def _citation(c: Citation, msg_id: int) -> None:
         )
         if show:
             try:
-                png = state.page_png(str(path), path.stat().st_mtime_ns, c.page)
+                marks = tuple(quote_boxes(ocr, c.quote)) if ocr is not None else ()
+                png = state.page_png(str(path), path.stat().st_mtime_ns, c.page, marks)
             except (RenderError, OSError) as exc:
                 st.warning(str(exc))
             else:

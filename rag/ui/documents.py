@@ -17,6 +17,7 @@ import streamlit as st
 from rag.access import DEFAULT_COLLECTION, CollectionError, check_collection, collection_of
 from rag.index import IndexError_
 from rag.loaders import iter_corpus
+from rag.ocr import PageOcr
 from rag.uploads import SavedUpload, UploadError, remove_source, save_upload
 from rag.ui import state
 
@@ -31,6 +32,7 @@ def _document_table(m) -> None:
     if not infos:
         st.info("索引に入っている文書はまだありません。下の「PDFを追加」から登録してください。")
         return
+    ocr = _ocr_pages(m)
     rows = [
         {
             "タイトル": i.title,
@@ -38,6 +40,7 @@ def _document_table(m) -> None:
             "ファイル名": i.source,
             "ページ数": i.pages,
             "チャンク数": i.chunks,
+            "OCR": f"{len(ocr[i.source])}ページ" if ocr.get(i.source) else "—",
             "読み取りの注意": f"{len(i.problems)}件" if i.problems else "なし",
         }
         for i in infos
@@ -54,10 +57,26 @@ def _document_table(m) -> None:
         },
     )
     for i in infos:
+        if ocr.get(i.source):
+            pages = "、".join(f"p.{n}" for n in ocr[i.source])
+            st.caption(f"「OCR」{i.title}: 文字のない画像のページ（{pages}）を文字認識で読み取りました。引用文に読み取りの誤りがある可能性があります。")
         if i.problems:
             with st.expander(f"{i.title}: 読み取れなかったページ（{len(i.problems)}件）", icon=":material/warning:"):
                 st.markdown("\n".join(f"- {x}" for x in i.problems))
                 st.caption("画像だけのページは文字を検索できません。OCRで文字を付けたPDFに差し替えると検索できるようになります。")
+
+
+def _ocr_pages(m) -> dict[str, list[int]]:
+    """Source → pages read by OCR, from the OCR cache beside the index (rag.ocr.store)."""
+    from rag.ocr import OcrStore
+
+    store = OcrStore.open_if_exists(state.settings().ocr_cache_file) if m else None
+    if store is None:
+        return {}
+    try:
+        return {name: store.pages_of(info["sha256"]) for name, info in m.sources.items()}
+    finally:
+        store.close()
 
 
 def _not_indexed(m) -> None:
@@ -89,10 +108,18 @@ def _upload_form(m) -> None:
     s = state.settings()
     limit = s.app.max_upload_mb
     st.subheader("PDFを追加")
-    st.caption(
-        f"PDFは1ファイル{limit} MBまで。文字を検索できるPDF（テキスト付き）が対象です。"
-        "パスワード付きのPDFや、スキャン画像だけのPDFは追加できません。"
-    )
+    ocr = PageOcr(s.ocr, s.ocr_cache_file)
+    if ocr.unavailable:
+        ocr = None
+        st.caption(
+            f"PDFは1ファイル{limit} MBまで。文字を検索できるPDF（テキスト付き）が対象です。"
+            "パスワード付きのPDFや、スキャン画像だけのPDFは追加できません。"
+        )
+    else:
+        st.caption(
+            f"PDFは1ファイル{limit} MBまで。パスワード付きのPDFは追加できません。"
+            "文字のない画像のページ（スキャン）は文字認識（OCR）で読み取ります（1ページ数秒かかります）。"
+        )
     with st.form("upload", clear_on_submit=True, border=True):
         options = _collections(m)
         collection = st.selectbox(
@@ -125,7 +152,8 @@ def _upload_form(m) -> None:
     saved: list[SavedUpload] = []
     for f in files:
         try:
-            result = save_upload(f.getvalue(), f.name, folder, max_upload_mb=limit)
+            with st.spinner(f"{f.name} を確認しています…"):
+                result = save_upload(f.getvalue(), f.name, folder, max_upload_mb=limit, ocr=ocr)
         except UploadError as exc:
             st.error(f"追加できませんでした — {exc}", icon=":material/block:")
             continue

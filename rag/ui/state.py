@@ -332,7 +332,7 @@ def _incompatible(exc: Exception) -> None:
 
 # ------------------------------------------------------------------ indexing
 
-_STAGES = {"load": "読み込み", "embed": "ベクトル化", "write": "保存"}
+_STAGES = {"load": "読み込み", "ocr": "文字認識（OCR）", "embed": "ベクトル化", "write": "保存"}
 
 
 def run_ingest(s: Settings, *, rebuild: bool = False, label: str = "索引を更新しています", container=None) -> IngestReport:
@@ -434,11 +434,11 @@ def pdf_path(s: Settings, source: str) -> Path | None:
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def page_png(path: str, mtime_ns: int, page: int) -> bytes:
-    """A rendered page, cached per file version (path + mtime) and page."""
+def page_png(path: str, mtime_ns: int, page: int, marks: tuple[tuple[float, float, float, float], ...] = ()) -> bytes:
+    """A rendered page, cached per file version (path + mtime), page and highlighted boxes."""
     from rag.render import render_page_png
 
-    return render_page_png(Path(path), page)
+    return render_page_png(Path(path), page, marks=marks)
 
 
 def read_file_bytes(path: Path):
