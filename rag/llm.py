@@ -25,7 +25,8 @@ from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from pydantic import SecretStr
 
 from rag import page_context
-from rag.answer import ABSTENTION, OfflineAnswerer, char_bigrams
+from rag.answer import ABSTENTION, OfflineAnswerer
+from rag.answering.features import char_bigrams
 from rag.config import PROJECT_ROOT, LLMSettings
 from rag.normalize import SENTENCE_END
 from rag.query import QuestionError, resolve_followup, validate_question

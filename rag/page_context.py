@@ -205,6 +205,10 @@ def list_items(lines: list[str], at: int | None, sentence: str) -> list[str]:
         kind = bullet_family(line)
         family = family or kind
         if kind != family:
+            if family == "circled" and kind == "bullet":
+                # 「① … / ・「2歳に達する日」とは… / ② …」: a note under an item; the document's
+                # own numbering says where the next item is (① ② … must keep counting up).
+                continue
             break
         if kind == "circled":
             number = _circled(line)

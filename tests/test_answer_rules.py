@@ -266,3 +266,13 @@ def test_a_long_measure_is_quoted_with_its_dated_sub_item_however_long_both_are(
     page = f"デジタル基盤整備\n{measure}\n{sub_item}"
     answer = _ask({(SENRYAKU, 19): page}, "地方公共団体の基幹業務システムをガバメントクラウドに移すのはいつまで？")
     assert answer.found and "2025年度" in answer.text, answer.text
+
+
+def test_a_question_term_no_retrieved_passage_has_is_marked_absent():
+    pages = {(OTO, 3): "音威子府村の人口は令和2年に702人でした。\n村の高齢化率は40%を超えています。"}
+    answerer = _answerer(pages)
+    asked_elsewhere = answerer.rank(prepare("音威子府村の面積は何平方キロメートル？"), _hits(pages))
+    assert "面積" in asked_elsewhere.view.absent
+    assert asked_elsewhere.feature("absent_terms") > 0
+    stated = answerer.rank(prepare("音威子府村の人口は何人？"), _hits(pages))
+    assert not stated.view.absent and stated.feature("absent_terms") == 0

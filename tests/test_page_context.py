@@ -90,3 +90,24 @@ def test_a_sentence_is_located_where_its_chunk_is_not_where_it_first_appears():
     lines, at = pc.locate(page, "地域交通の再構築", near=page.index("\n") + 1)
     assert at == 1
     assert pc.sentences_after(page, "地域交通の再構築", near=page.index("\n") + 1) == ["路線バスをデマンド交通に転換した。"]
+
+
+def test_circled_items_keep_counting_past_the_notes_under_them():
+    text = (
+        "次の①～③のいずれかに当たる日までを対象とします。\n"
+        "① 申請者が転居した日\n"
+        "・「転居」とは、住民票を移すことをいいます。\n"
+        "② 事業を廃止した日\n"
+        "③ 本人が申し出た日\n"
+        "・申出書は窓口で受け付けます。\n"
+        "① 提出先の一覧\n"
+    )
+    lines = text.split("\n")
+    items = pc.list_items(lines, 0, lines[0])
+    assert items == ["① 申請者が転居した日", "② 事業を廃止した日", "③ 本人が申し出た日"]
+
+
+def test_a_bullet_list_still_ends_where_another_marker_begins():
+    lines = ["主な対象は次のとおり。", "・中小企業", "・小規模事業者", "① 申請の流れ", "② 審査"]
+    assert pc.list_items(lines, 0, lines[0]) == ["・中小企業", "・小規模事業者"]
+

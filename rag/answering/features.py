@@ -26,7 +26,7 @@ from rag.tokenize import char_ngrams, content_words
 
 
 class Candidate(Protocol):
-    """What a feature may read of a candidate (see :class:`rag.answer._Candidate`)."""
+    """What a feature may read of a candidate (see :class:`rag.answering.candidates.Candidate`)."""
 
     text: str
     terms: frozenset[str]
@@ -66,6 +66,9 @@ class QuestionView:
     alternatives: dict[str, set[str]]  # each term with the document-side words that count as it
     weights: dict[str, float] = field(default_factory=dict)  # idf of each term over the candidates
     bigrams: frozenset[str] = frozenset()
+    # Terms that no retrieved passage has, in its sentences, table headers, headings or title:
+    # what the question asks about may be what the documents do not say.
+    absent: frozenset[str] = frozenset()
 
     @property
     def total(self) -> float:
@@ -113,6 +116,12 @@ def section_coverage(q: QuestionView, c: Candidate) -> float:
 def bigram_overlap(q: QuestionView, c: Candidate) -> float:
     """Share of the question terms' character bigrams found in the sentence."""
     return len(q.bigrams & c.bigrams) / len(q.bigrams) if q.bigrams else 0.0
+
+
+@feature
+def absent_terms(q: QuestionView, c: Candidate) -> float:
+    """Question terms found in none of the retrieved passages (idf-weighted; the same for every sentence)."""
+    return sum(q.weights[t] for t in q.absent) / q.total
 
 
 @feature
@@ -356,6 +365,7 @@ LABELS = {
     "own_coverage": "質問の語が文そのものにある",
     "section_coverage": "質問の語が上の見出し・節の見出しにだけある",
     "bigram_overlap": "質問の語と文字の並びが重なる",
+    "absent_terms": "質問の語が検索したどの箇所にもない",
     "dense": "質問と文の意味が近い",
     "dense_missing": "意味の近さを計算していない文",
     "passage_rank": "検索での箇所の順位が高い",

@@ -28,6 +28,7 @@ FORMAT = 2
 CALIBRATION_FEATURES = (
     "own_coverage",
     "term_coverage",
+    "absent_terms",
     "section_coverage",
     "dense",
     "dense_missing",
