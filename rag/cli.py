@@ -262,7 +262,7 @@ def cmd_eval_lodo(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     if args.cards:
-        from rag.card_cli import cmd_eval_cards
+        from rag.cards.cli import cmd_eval_cards
 
         return cmd_eval_cards(args, _settings(args), _lodo_cases)
     if args.lodo:
@@ -309,7 +309,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_schemes(args: argparse.Namespace) -> int:
     if args.cards:
-        from rag.card_cli import cmd_scheme_cards
+        from rag.cards.cli import cmd_scheme_cards
 
         settings = _settings(args)
         return cmd_scheme_cards(args, settings, _open_pipeline(settings))

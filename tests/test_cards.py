@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pdfs import make_pdf
-from rag import card_values as cv
+from rag.cards import values as cv
 from rag.config import Settings
 
 SCHEME = "sakura_koubo.pdf"
@@ -188,7 +188,7 @@ def test_card_rows_for_csv_say_kisai_nashi(town_cards):
 
 
 def test_matcher_ranks_with_reasons_pages_and_expected_amount(town, town_cards, embedder):
-    from rag.match import Project, parse_project, rank
+    from rag.cards.match import Project, parse_project, rank
 
     (card,) = town_cards[0]
     page_text = _pipeline(town, embedder).page_text
@@ -207,7 +207,7 @@ def test_matcher_ranks_with_reasons_pages_and_expected_amount(town, town_cards, 
 
 
 def test_matcher_excludes_a_project_the_stated_limits_exclude(town, town_cards, embedder):
-    from rag.match import Project, rank
+    from rag.cards.match import Project, rank
 
     (card,) = town_cards[0]
     page_text = _pipeline(town, embedder).page_text
@@ -218,7 +218,7 @@ def test_matcher_excludes_a_project_the_stated_limits_exclude(town, town_cards, 
 
 def test_matcher_flags_unstated_conditions_instead_of_assuming_them():
     from rag.cards import CardField, SchemeCard
-    from rag.match import Project, rank
+    from rag.cards.match import Project, rank
 
     bare = SchemeCard("x.pdf", "x", "研修助成金", {"制度名": CardField("研修助成金", 1, "研修助成金", 0.9), "補助対象経費": CardField("受講料", 2, "受講料", 0.8)})
     full = SchemeCard("y.pdf", "y", "設備補助金", {

@@ -17,7 +17,7 @@ from conftest import ROOT
 
 @pytest.fixture(scope="module")
 def card_eval(lodo_cases):
-    from rag.card_eval import evaluate_cards, fold_models, held_out_cards, load_gold, set_pipelines
+    from rag.cards.evaluate import evaluate_cards, fold_models, held_out_cards, load_gold, set_pipelines
 
     _, cases = lodo_cases
     gold = load_gold()

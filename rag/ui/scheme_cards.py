@@ -94,8 +94,8 @@ def render_cards(p) -> list:
 
 
 def render_matcher(p, found: list) -> None:
-    from rag.card_values import yen
-    from rag.match import PURPOSES, Project, parse_project, rank
+    from rag.cards.values import yen
+    from rag.cards.match import PURPOSES, Project, parse_project, rank
 
     if not found:
         return

@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from fractions import Fraction
 
-from rag import card_values as cv
-from rag.cards import CardField, SchemeCard
+from rag.cards import values as cv
+from rag.cards.card import CardField, SchemeCard
 
 PURPOSES: dict[str, tuple[str, ...]] = {
     "設備投資": ("機械装置", "機械・装置", "設備", "装置"),

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag import card_values as cv
+from rag.cards import values as cv
 from rag.schema import Page
 
 FIELDS = (

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.cards import FIELDS, SchemeCard, build_card, is_scheme_document
+from rag.cards.card import FIELDS, SchemeCard, build_card, is_scheme_document
 from rag.config import PROJECT_ROOT
 
 GOLD_FILE = PROJECT_ROOT / "eval" / "cards_gold.jsonl"

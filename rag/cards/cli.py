@@ -31,7 +31,7 @@ def cmd_scheme_cards(args: argparse.Namespace, settings: Settings, pipeline) -> 
 
 def cmd_eval_cards(args: argparse.Namespace, settings: Settings, lodo_cases) -> int:
     from rag.answering.model import load_model
-    from rag.card_eval import evaluate_cards, failures, fold_models, held_out_cards, load_gold, set_pipelines, table
+    from rag.cards.evaluate import evaluate_cards, failures, fold_models, held_out_cards, load_gold, set_pipelines, table
 
     gold = load_gold(Path(args.cards_gold))
     out = Path(args.out)

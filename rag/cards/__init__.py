@@ -1,0 +1,29 @@
+"""Scheme cards for consultants: building them (:mod:`.card`), reading amounts, rates and dates
+(:mod:`.values`), matching a project to them (:mod:`.match`), and measuring them against the gold
+file (:mod:`.evaluate`, :mod:`.cli`)."""
+
+from rag.cards.card import (
+    CARDS_FILE,
+    FIELDS,
+    NOT_STATED,
+    CardField,
+    SchemeCard,
+    build_card,
+    card_rows,
+    cards_for_index,
+    format_cards,
+    is_scheme_document,
+)
+
+__all__ = [
+    "CARDS_FILE",
+    "FIELDS",
+    "NOT_STATED",
+    "CardField",
+    "SchemeCard",
+    "build_card",
+    "card_rows",
+    "cards_for_index",
+    "format_cards",
+    "is_scheme_document",
+]
