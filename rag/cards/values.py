@@ -13,6 +13,8 @@ import unicodedata
 from dataclasses import dataclass
 from fractions import Fraction
 
+from rag.patterns import ERA_START
+
 _AMOUNT = re.compile(r"(\d[\d,]*(?:\.\d+)?)\s*(億|万|千)?\s*円")
 _UNIT = {"億": 100_000_000, "万": 10_000, "千": 1_000, None: 1}
 # A fraction written as a rate: small denominators only, so dates (7/25) and page ranges are not rates.
@@ -27,7 +29,6 @@ _BAND_FROM = re.compile(r"(\d+)\s*(?:人|名)\s*以上")
 _DATE = re.compile(r"(?:(令和|平成)\s*(\d{1,2}|元)|(\d{4}))\s*年\s*(\d{1,2})\s*月\s*(\d{1,2})\s*日")
 _WITHIN = re.compile(r"(\d+)\s*(か月|ヶ月|カ月|日|週間)\s*以内")
 _PHONE = re.compile(r"\d{2,4}\s*[-‐−ー－]\s*\d{2,4}\s*[-‐−ー－]\s*\d{3,4}")
-_ERA_START = {"令和": 2018, "平成": 1988}
 
 
 def nfkc(text: str) -> str:
@@ -122,7 +123,7 @@ def dates(text: str) -> list[str]:
     out = []
     for era, era_year, year, month, day in _DATE.findall(nfkc(text)):
         if era:
-            y = _ERA_START[era] + (1 if era_year == "元" else int(era_year))
+            y = ERA_START[era] + (1 if era_year == "元" else int(era_year))
         else:
             y = int(year)
         out.append(f"{y:04d}-{int(month):02d}-{int(day):02d}")
