@@ -5,6 +5,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
+# Shown under an answer whose calibrated confidence is in the middle band.
+LOW_CONFIDENCE_NOTE = "（確度：低。関連ページもあわせて確認してください）"
+
 
 @dataclass(frozen=True, slots=True)
 class Page:
@@ -106,7 +109,7 @@ class Answer:
         """The answer as a user reads it: body, then the numbered source list."""
         parts = [self.text]
         if self.found and self.low_confidence:
-            parts.append("（確度：低。関連ページもあわせて確認してください）")
+            parts.append(LOW_CONFIDENCE_NOTE)
         if self.citations:
             parts.append(("出典:\n" if self.found else "関連しそうな箇所:\n") + self.source_list())
         if self.notes:

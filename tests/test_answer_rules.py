@@ -16,7 +16,7 @@ import functools
 from rag.answer import ABSTENTION, OfflineAnswerer
 from rag.patterns import years_in
 from rag.query import named_document, prepare
-from rag.schema import Chunk, Hit
+from rag.schema import LOW_CONFIDENCE_NOTE, Chunk, Hit
 
 MONO = "monozukuri.pdf"
 JIZOKU = "jizokuka.pdf"
@@ -276,3 +276,23 @@ def test_a_question_term_no_retrieved_passage_has_is_marked_absent():
     assert asked_elsewhere.feature("absent_terms") > 0
     stated = answerer.rank(prepare("音威子府村の人口は何人？"), _hits(pages))
     assert not stated.view.absent and stated.feature("absent_terms") == 0
+
+
+def test_an_answer_with_its_sources_stays_within_the_shown_length():
+    # Every row of a table asked for as a list, under a shown length that cannot hold them
+    # all with the source list: the last rows give way, the header and the first rows stay.
+    pages = {(MONO, 6): LIMITS[(MONO, 6)]}
+
+    def answer(shown: int):
+        answerer = _answerer(pages)
+        answerer.composer.settings = answerer.settings.model_copy(update={"max_shown_chars": shown})
+        return answerer.answer("従業員規模ごとの補助上限額は？", _hits(pages))
+
+    unbounded = answer(10_000)
+    lines = unbounded.text.removesuffix("[1]").split("\n")
+    assert len(lines) >= 4, unbounded.text
+    shown = len(unbounded.render()) - len(lines[-1])  # one row too short for all of them
+    fitted = answer(shown + len(LOW_CONFIDENCE_NOTE) + 2)
+    assert fitted.found and len(fitted.render()) <= shown, fitted.render()
+    kept = fitted.text.removesuffix("[1]").split("\n")
+    assert 2 <= len(kept) < len(lines) and lines[: len(kept)] == kept, (fitted.text, unbounded.text)

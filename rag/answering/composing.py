@@ -17,7 +17,7 @@ from rag.config import AnswerSettings
 from rag.patterns import DATE as _DATE
 from rag.patterns import NUMBER as _NUMBER
 from rag.query import Asks
-from rag.schema import Answer, Citation, Hit
+from rag.schema import LOW_CONFIDENCE_NOTE, Answer, Citation, Hit
 
 #: The one phrase used whenever the documents do not answer (tests and the LLM prompt use it too).
 ABSTENTION = "資料中に該当する記載が見つかりませんでした。"
@@ -72,7 +72,15 @@ class Composer:
         self._add_support(chosen, best, candidates, ranking.alternatives, ranking.weights, asks)
         if asks.list:
             chosen = self._with_rows_under_headers(chosen)
-        return self._compose(question, chosen, hits, titles, ranking.terms, asks.focus())
+        answer = self._compose(question, chosen, hits, titles, ranking.terms, asks.focus())
+        # An answer is read with its source list (and perhaps the low-confidence note): what runs
+        # past the shown length is the last line read around the best one, never the best one.
+        limit = self.settings.max_shown_chars - len(LOW_CONFIDENCE_NOTE) - 2
+        keep = next((i for i, c in enumerate(chosen) if c is best), 0) + 1  # the header over a row stays with it
+        while len(chosen) > keep and len(answer.render()) > limit:
+            chosen = chosen[:-1]
+            answer = self._compose(question, chosen, hits, titles, ranking.terms, asks.focus())
+        return answer
 
     def _page(self, chunk) -> str:
         return page_of(self.pages, chunk)

@@ -26,8 +26,10 @@ from rag.answering.model import CALIBRATION_FEATURES, AnswerModel, ModelError, l
 from rag.evaluate import QAItem, QuestionResult, judge
 from rag.normalize import comparable
 
-# Wrongly declined answerable questions allowed when choosing the decline threshold (the target is 0.05).
-DECLINE_BUDGET = 0.04
+# Wrongly declined answerable questions allowed when choosing the decline threshold.  The target
+# is 0.05 on held-out documents, and a threshold fitted on other documents overshoots its budget
+# there: measured leave-one-document-out, 0.04 gave 0.057 and 0.025 gives 0.047 (docs/decisions.md).
+DECLINE_BUDGET = 0.025
 # Regularisation of the logistic regression (sklearn's C): features are few and the documents varied.
 C = 0.5
 # A question of a document with n questions weighs n**-DOCUMENT_SHARE: 1 weighs every document the same,
