@@ -2,19 +2,29 @@
 
 A consultant reading this week's 公募要領 wants one row: who may apply, up to how much,
 at what rate, for which costs, by when, whom to call.  The card is filled by the same
-offline answerer the chat uses: a few standard questions per field, scoped to the one
-document (``sources=[file]``).  An answer is kept for a field only when the answerer
-does not decline *and* the quoted line carries the kind of evidence the field needs
-(an amount for 補助上限額, a rate for 補助率, a date or 「…以内」 for 申請期間 …);
-otherwise the field is ``None`` and is shown as 「記載なし」.  Nothing is guessed.
+offline answerer the chat uses, and by the document's own structure:
+
+1. the answerer is asked a few standard questions per field, scoped to the one document
+   (``sources=[file]``); the lines it quotes are one kind of evidence;
+2. every line of the document is laid out with its section heading, page title and table
+   header (:mod:`.layout`); a line where the structure names the field (「(2)補助率」 over
+   「1/2」, a row under 「補助上限額」) is a candidate, if it (or the list it introduces,
+   :mod:`.compose`) shows the field's kind of value (:func:`.fields.evidence`: an amount,
+   a rate, a date …).  A line the answerer quoted but nothing names is not;
+3. the candidates are scored by fitted weights (:mod:`.features`, :mod:`.model`), and the
+   best is taken when its probability clears the fitted threshold.
+
+A field with no candidate, or none good enough, is ``None`` and shown as 「記載なし」.
+Nothing is guessed.  制度名 and 実施機関 come from the cover.
 
 Cards are cached beside the index (``cards.json``, JSON only) keyed by each document's
-sha256, the card format and the answer model, so a card is rebuilt only when its
-document (or the answerer) changes.
+sha256, the card format, the answer model and the card model, so a card is rebuilt only
+when its document (or what reads it) changes.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -25,6 +35,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.cards import values as cv
+from rag.cards.features import Cited, FieldView, candidates
+from rag.cards.fields import ORG
+from rag.cards.layout import Layout, layout
+from rag.cards.model import CardModel, load_card_model
 from rag.schema import Page
 
 FIELDS = (
@@ -41,12 +55,11 @@ FIELDS = (
 )
 NOT_STATED = "記載なし"
 CARDS_FILE = "cards.json"
-# Bump when questions, evidence rules or the JSON shape change: old cached cards are then rebuilt.
-CARD_FORMAT = 1
-_VALUE_CHARS = 160
+# Bump when questions, features, evidence rules or the JSON shape change: old cached cards are then rebuilt.
+CARD_FORMAT = 2
 
-# Standard questions per field, phrased as a consultant asks them.  The first that yields an
-# answer with the right kind of evidence wins; later ones catch other wordings (支給, 助成).
+# Standard questions per field, phrased as a consultant asks them; the wordings after the first
+# catch other schemes' words (支給, 助成, 給付).  Every one is asked (see :func:`read`).
 QUESTIONS: dict[str, tuple[str, ...]] = {
     "実施機関": ("この補助金の事務局・実施機関はどこですか？", "申請先はどこですか？"),
     "対象者": ("補助対象者は誰ですか？", "支給を受けることができるのはどのような人ですか？", "対象となる事業者の規模の要件は？"),
@@ -57,22 +70,6 @@ QUESTIONS: dict[str, tuple[str, ...]] = {
     "申請期間": ("申請の締切はいつですか？", "申請期間はいつまでですか？"),
     "主な要件": ("補助を受けるための基本要件は何ですか？", "満たす必要がある要件は何ですか？"),
     "問い合わせ先": ("問い合わせ先の電話番号は？", "問い合わせ先はどこですか？"),
-}
-
-# What a quoted line must show to count as the field's value (NFKC text).  A line without
-# it answers some other question, however confident the answerer is.
-_ORG = r"(?:事務局|機構|労働局|公共職業安定所|ハローワーク|中央会|協会|センター|財団|省|庁|商工会|商工会議所|都道府県|役場|課|部|局|市|町|村|県)"
-_EVIDENCE: dict[str, Callable[[str], bool]] = {
-    "実施機関": lambda t: bool(re.search(_ORG, t)),
-    "対象者": lambda t: bool(re.search(r"対象者|対象とな|対象です|被保険者|事業者|中小企業|小規模|法人|個人|従業員", t)),
-    "補助上限額": lambda t: bool(cv.amounts(t)) and bool(re.search(r"上限|限度|補助金額|補助額|助成額|支給額|以下|人", t)),
-    "補助率": lambda t: bool(cv.rates(t)) and bool(re.search(r"補助率|助成率|支給率|負担割合|×|中小企業|小規模", t)),
-    "補助対象経費": lambda t: bool(re.search(r"経費|費|代|料", t)) and not re.search(r"対象外|対象になりません|対象となりません", t),
-    "対象外経費": lambda t: bool(re.search(r"対象外|対象になりません|対象となりません|認められません|助成対象となりません", t))
-    and bool(re.search(r"経費|費|支払|購入|代|料|契約額", t)),
-    "申請期間": lambda t: bool(cv.dates(t) or cv.periods(t)) and bool(re.search(r"申請|締切|受付|期限|公募|提出", t)),
-    "主な要件": lambda t: bool(re.search(r"要件|以上増加|増加させ|満たす|満たし|こと", t)),
-    "問い合わせ先": lambda t: bool(cv.phones(t)) or bool(re.search(r"問い?合わ?せ|問合せ|コールセンター|相談窓口|サポートセンター", t)),
 }
 
 # Words that make a document a scheme document: the terms of applying for money.  A strategy
@@ -212,10 +209,6 @@ def _with_round(name: str, around: str) -> str:
 # ------------------------------------------------------------------ the fields
 
 
-def _strip_markers(text: str) -> str:
-    return _clean(re.sub(r"\[\d+\]", "", text))
-
-
 def _organisation_on_cover(first: Page | None) -> tuple[str, str] | None:
     """A short cover line naming the body that runs the scheme (ends with 事務局, 機構, 労働局 …)."""
     if first is None:
@@ -223,87 +216,94 @@ def _organisation_on_cover(first: Page | None) -> tuple[str, str] | None:
     for line in first.text.split("\n"):
         line = _clean(line)
         core = re.sub(r"[（(][^）)]*[）)]$", "", line)
-        if 2 < len(line) <= 60 and re.search(_ORG + r"$", core) and not line.endswith("。"):
+        if 2 < len(line) <= 60 and re.search(ORG + r"$", core) and not line.endswith("。"):
             return line, line
     return None
 
 
-def _value(name: str, quote: str, page_text: str) -> str:
-    """The value shown in the cell: the quoted line, and for a ceiling broken down by head count, every row."""
-    if name == "補助上限額":
-        rows = cv.band_amounts(page_text.split("\n"))
-        if len(rows) >= 2:
-            return "／".join(f"{r.band.label()} {cv.yen(r.amount)}" for r in rows)
-    text = _clean(quote)
-    return text if len(text) <= _VALUE_CHARS else text[: _VALUE_CHARS - 1] + "…"
+@dataclass
+class Reading:
+    """What a card is made from: the document's pages and, per field, the lines the answerer quoted."""
+
+    source: str
+    title: str
+    cover: str
+    pages: list[Page]
+    cited: dict[str, list[Cited]]
+
+    @functools.cached_property
+    def layout(self) -> Layout:
+        return layout(self.pages)
+
+    def views(self) -> dict[str, FieldView]:
+        """Each question-asked field's view of the document (what :mod:`rag.cards.features` reads)."""
+        return {name: FieldView(name, self.layout, self.cited.get(name, [])) for name in QUESTIONS}
 
 
-_NUMBERING = re.compile(r"^[\s\d０-９.．()（）①-⑳・■●◆▶※]+")
-
-
-def _only_heading(quote: str) -> bool:
-    """A numbered section title alone (「6. 問い合わせ先」) names the field; it does not state it."""
-    core = _NUMBERING.sub("", cv.nfkc(quote)).strip()
-    return len(core) <= 12 and not re.search(r"\d", core)
-
-
-def field_from_answers(name: str, answers: Iterable, page_text: Callable[[str, int], str | None], source: str) -> CardField | None:
-    """The first cited line, over the answers given in order, that is evidence for ``name``."""
-    test = _EVIDENCE[name]
-    for answer in answers:
-        if not answer.found:
-            continue
-        for c in answer.citations:
-            if c.source != source:
-                continue
-            text = page_text(c.source, c.page) or ""
-            quote = c.quote
-            if _only_heading(quote):
-                # The answerer found the field's heading: its content is the line under it.
-                quote = _line_after(text, quote)
-            if quote and test(cv.nfkc(quote)) and not _only_heading(quote):
-                return CardField(_value(name, quote, text), c.page, _clean(quote), float(answer.confidence or 0.0), c.label)
-    return None
-
-
-def _line_after(page_text: str, heading: str) -> str:
-    lines = [ln for ln in page_text.split("\n") if ln.strip()]
-    key = _clean(heading)
-    for i, line in enumerate(lines[:-1]):
-        if _clean(line) == key or key in _clean(line):
-            return lines[i + 1]
-    return ""
-
-
-def build_card(pipeline, source: str) -> SchemeCard | None:
-    """The card of one indexed document, or ``None`` when it does not describe a scheme."""
+def read(pipeline, source: str) -> Reading | None:
+    """Ask the answerer every field's standard questions about ``source`` (scoped to it), or
+    ``None`` when the document does not describe a scheme."""
     pages = list(pipeline.index.iter_pages([source]))
     if not pages or not is_scheme_document(pages):
         return None
-    title = pipeline.titles().get(source, source)
+    cited: dict[str, list[Cited]] = {}
+    for name, questions in QUESTIONS.items():
+        if name == "実施機関" and _organisation_on_cover(pages[0]):
+            continue  # the cover names it, and the cover's line is taken (card_from)
+        # Every wording is asked: a line quoted for two wordings of the field is better evidence
+        # than one, and the choice among lines is the card model's, not the first answer's.
+        for q in questions:
+            answer = pipeline.ask(q, sources=[source])
+            if not answer.found:
+                continue
+            confidence = float(answer.confidence or 0.0)
+            cited.setdefault(name, []).extend(Cited(c.page, c.quote, confidence) for c in answer.citations if c.source == source)
+    return Reading(source, pipeline.titles().get(source, source), pipeline.cover(source), pages, cited)
+
+
+def choose(view: FieldView, model: CardModel) -> CardField | None:
+    """The field's value: the best-scored candidate line, or ``None`` (記載なし) when none is
+    good enough or nothing in the document speaks for the field at all."""
+    scored = [(model.probability(row), i) for i, row in candidates(view)]
+    if not scored:
+        return None
+    # Ties go to the earlier line: a document states a term before it qualifies it.
+    p, i = max(scored, key=lambda s: (s[0], -s[1]))
+    if p < model.threshold:
+        return None
+    shown = view.cell(i)
+    return CardField(shown.value, shown.line.page, shown.quote, p, shown.line.label)
+
+
+def card_from(reading: Reading, model: CardModel) -> SchemeCard:
+    """The card of a read document, each field chosen by ``model``."""
+    pages = reading.pages
     fields: dict[str, CardField | None] = {n: None for n in FIELDS}
-    named = scheme_name(pages, pipeline.cover(source))
+    named = scheme_name(pages, reading.cover)
     if named:
         name, page, quote, conf = named
         fields["制度名"] = CardField(name, page, quote, conf, pages[0].label if page == pages[0].page else None)
-    scheme = named[0] if named else title
-    for fname, questions in QUESTIONS.items():
-        if fname == "実施機関" and (org := _organisation_on_cover(pages[0])):
-            fields[fname] = CardField(org[0], pages[0].page, org[1], 0.8, pages[0].label)
-            continue
-        # Asked lazily: the second wording is asked only when the first gave no evidence.
-        answers = (pipeline.ask(q, sources=[source]) for q in questions)
-        fields[fname] = field_from_answers(fname, answers, pipeline.page_text, source)
-    return SchemeCard(source, title, scheme, fields)
+    for name, view in reading.views().items():
+        fields[name] = choose(view, model)
+    # The cover's own line naming the body that runs the scheme outranks any line inside.
+    if org := _organisation_on_cover(pages[0]):
+        fields["実施機関"] = CardField(org[0], pages[0].page, org[1], 0.8, pages[0].label)
+    return SchemeCard(reading.source, reading.title, named[0] if named else reading.title, fields)
+
+
+def build_card(pipeline, source: str, model: CardModel | None = None) -> SchemeCard | None:
+    """The card of one indexed document, or ``None`` when it does not describe a scheme."""
+    reading = read(pipeline, source)
+    return card_from(reading, model or load_card_model()) if reading else None
 
 
 # ------------------------------------------------------------------ cache beside the index
 
 
-def model_fingerprint(pipeline) -> str:
+def model_fingerprint(pipeline, card_model: CardModel) -> str:
     model = getattr(pipeline.offline, "model", None)
     text = model.to_json() if model is not None else ""
-    return hashlib.sha256(f"{CARD_FORMAT}\n{text}".encode()).hexdigest()[:16]
+    return hashlib.sha256(f"{CARD_FORMAT}\n{text}\n{card_model.to_json()}".encode()).hexdigest()[:16]
 
 
 def _read_cache(path: Path) -> dict:
@@ -322,11 +322,14 @@ def _write_cache(path: Path, entries: dict) -> None:
     os.replace(tmp, path)
 
 
-def cards_for_index(pipeline, index_dir: Path, progress: Callable[[str], None] | None = None) -> list[SchemeCard]:
-    """Every scheme card of the index, rebuilding only documents whose sha256 or answerer changed."""
+def cards_for_index(
+    pipeline, index_dir: Path, progress: Callable[[str], None] | None = None, card_model: CardModel | None = None,
+) -> list[SchemeCard]:
+    """Every scheme card of the index, rebuilding only documents whose sha256, answerer or card model changed."""
     path = Path(index_dir) / CARDS_FILE
     cached = _read_cache(path)
-    fingerprint = model_fingerprint(pipeline)
+    card_model = card_model or load_card_model()
+    fingerprint = model_fingerprint(pipeline, card_model)
     entries, changed = {}, False
     for info in pipeline.index.manifest.source_infos():
         old = cached.get(info.source)
@@ -335,7 +338,7 @@ def cards_for_index(pipeline, index_dir: Path, progress: Callable[[str], None] |
             continue
         if progress:
             progress(info.source)
-        card = build_card(pipeline, info.source)
+        card = build_card(pipeline, info.source, card_model)
         entries[info.source] = {"sha256": info.sha256, "model": fingerprint, "card": card.to_json() if card else None}
         changed = True
     if changed or set(cached) != set(entries):
@@ -369,6 +372,6 @@ def format_cards(cards: list[SchemeCard]) -> str:
 
 
 __all__ = [
-    "FIELDS", "NOT_STATED", "QUESTIONS", "CardField", "SchemeCard", "build_card", "cards_for_index",
-    "card_rows", "format_cards", "is_scheme_document", "scheme_name",
+    "FIELDS", "NOT_STATED", "QUESTIONS", "CardField", "Reading", "SchemeCard", "build_card", "card_from", "cards_for_index",
+    "card_rows", "choose", "format_cards", "is_scheme_document", "read", "scheme_name",
 ]

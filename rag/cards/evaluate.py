@@ -8,7 +8,9 @@ whitespace removed, as the Q&A gold does).  The gold holds field values, pages a
 short quotes only, never the documents.
 
 Held out: each document's card is made by an answer model fitted (weights, calibration,
-thresholds) on the other documents' questions only (:func:`rag.answering.train.fit_model`).
+thresholds) on the other documents' questions only (:func:`rag.answering.train.fit_model`),
+and its lines are chosen by card weights fitted on the other documents' gold cards only
+(:func:`rag.cards.train.fit_card_model`).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.cards.card import FIELDS, SchemeCard, build_card, is_scheme_document
+from rag.cards.card import FIELDS, SchemeCard, card_from, is_scheme_document, read
 from rag.config import PROJECT_ROOT
 
 GOLD_FILE = PROJECT_ROOT / "eval" / "cards_gold.jsonl"
@@ -82,6 +84,12 @@ class FieldResult:
         return (self.value_right and self.page_right) if self.stated else not self.given
 
 
+def accepted(g: GoldField, value: str, quote: str) -> bool:
+    """Whether a card's value or quoted line holds one of the gold's accepted groups of strings."""
+    text = _squash(value + "\n" + quote)
+    return any(all(_squash(s) in text for s in group) for group in g.accept)
+
+
 def score_card(gold: GoldDoc, card: SchemeCard | None) -> list[FieldResult]:
     out = []
     for name in FIELDS:
@@ -93,9 +101,7 @@ def score_card(gold: GoldDoc, card: SchemeCard | None) -> list[FieldResult]:
         if f is None:
             out.append(FieldResult(gold.key, name, True, False, False, False))
             continue
-        text = _squash(f.value + "\n" + f.quote)
-        value_right = any(all(_squash(s) in text for s in group) for group in g.accept)
-        out.append(FieldResult(gold.key, name, True, True, value_right, f.page in g.pages))
+        out.append(FieldResult(gold.key, name, True, True, accepted(g, f.value, f.quote), f.page in g.pages))
     return out
 
 
@@ -161,23 +167,39 @@ def set_pipelines(cases) -> dict:
     return pipelines
 
 
-def held_out_cards(gold: Sequence[GoldDoc], pipelines: dict, models: dict) -> dict[str, SchemeCard | None]:
-    """Each gold document's card: ``None`` when it is not told to be a scheme document, else made
-    with the answer model fitted without that document (``models``, from :func:`fold_models`)."""
+def held_out_readings(gold: Sequence[GoldDoc], pipelines: dict, models: dict) -> dict:
+    """Each gold document's :class:`~rag.cards.card.Reading` (``None`` when it is not told to be a
+    scheme document), its questions answered by the answer model fitted without it (``models``)."""
     from rag.pipeline import Pipeline
 
-    cards: dict[str, SchemeCard | None] = {}
+    readings = {}
     for g in gold:
         base = pipelines.get(g.set)
         if base is None or g.source not in base.index.manifest.sources:
             continue
         model = models.get(g.key)
-        if model is None:
-            cards[g.key] = build_card(base, g.source) if is_scheme_document(base.index.iter_pages([g.source])) else None
-            continue
         # The set's open index and embedder; only the answer model differs per fold.
-        fold = Pipeline(base.settings, base.index, base.embedder, None, model)
-        cards[g.key] = build_card(fold, g.source)
+        fold = base if model is None else Pipeline(base.settings, base.index, base.embedder, None, model)
+        readings[g.key] = read(fold, g.source)
+    return readings
+
+
+def held_out_cards(gold: Sequence[GoldDoc], pipelines: dict, models: dict) -> dict[str, SchemeCard | None]:
+    """Each gold document's card, made with nothing fitted on it: the answers by the answer model
+    fitted without it (``models``, from :func:`fold_models`), the choice among lines by card
+    weights fitted on the other documents' gold cards (:mod:`rag.cards.train`)."""
+    from rag.cards.train import fit_card_model, training_groups
+
+    readings = held_out_readings(gold, pipelines, models)
+    by_key = {g.key: g for g in gold}
+    groups = {key: training_groups(r, by_key[key]) for key, r in readings.items() if r is not None and by_key[key].scheme}
+    cards: dict[str, SchemeCard | None] = {}
+    for key, reading in readings.items():
+        if reading is None:
+            cards[key] = None
+            continue
+        others = [grp for k, gs in groups.items() if k != key for grp in gs]
+        cards[key] = card_from(reading, fit_card_model(others))
     return cards
 
 
@@ -232,5 +254,6 @@ def failures(results: Sequence[FieldResult], cards: dict[str, SchemeCard | None]
     return out
 
 
-__all__ = ["GOLD_FILE", "GoldDoc", "GoldField", "FieldResult", "load_gold", "score_card", "summarise", "held_out_cards",
+__all__ = ["GOLD_FILE", "GoldDoc", "GoldField", "FieldResult", "accepted", "load_gold", "score_card", "summarise",
+           "held_out_cards", "held_out_readings",
            "evaluate_cards", "table", "failures", "fold_models", "set_pipelines"]
