@@ -87,7 +87,20 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         print(f"変更はありません（{settings.index_dir}）。")
     elif report.changed or report.rebuilt:
         print(f"索引を更新しました: {settings.index_dir}")
+        if args.cards:
+            _refresh_cards(settings)
     return 1 if report.failed else 0
+
+
+def _refresh_cards(settings: Settings) -> None:
+    """Scheme cards are made at ingest, so the first `rag schemes --cards` or page view waits for
+    none; only documents whose sha256 changed are read again (the cache beside the index)."""
+    from rag.cards import cards_for_index
+
+    pipeline = _open_pipeline(settings)
+    found = cards_for_index(pipeline, Path(settings.index_dir), progress=lambda source: print(f"… 制度カードを作成: {source}", file=sys.stderr))
+    if found:
+        print(f"制度カード: {len(found)}件（`rag schemes --cards` で表示）")
 
 
 def _ocr_summary(pages: dict[int, float | None]) -> str:
@@ -389,6 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", help=f"文書フォルダ（既定: {PROJECT_ROOT / 'corpus'}）")
     p.add_argument("--index", help="索引フォルダ（既定: indexes/default）")
     p.add_argument("--rebuild", action="store_true", help="差分ではなく全体を作り直す")
+    p.add_argument("--no-cards", dest="cards", action="store_false", help="制度カード（公募要領などの要点）を作らない（後で `rag schemes --cards` が作ります）")
     p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("ask", help="質問に答える（- で標準入力から1行1問、JSON Lines で出力）")

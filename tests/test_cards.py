@@ -262,3 +262,25 @@ def test_scheme_page_shows_the_card_table_csv_and_matcher(town, town_cards, monk
     assert not at.exception, at.exception
     labels = [e.label for e in at.expander]
     assert any("合う可能性が高い" in label and "300万円" in label for label in labels), labels
+
+
+def test_rag_ingest_makes_the_cards_and_schemes_reads_them_without_rebuilding(tmp_path, capsys):
+    from rag.cards import CARDS_FILE
+    from rag.cli import main
+
+    corpus, index = tmp_path / "corpus", tmp_path / "index"
+    corpus.mkdir()
+    make_pdf(corpus / SCHEME, scheme_pages())
+    assert main(["ingest", "--corpus", str(corpus), "--index", str(index)]) == 0
+    captured = capsys.readouterr()
+    assert f"制度カードを作成: {SCHEME}" in captured.err and "制度カード: 1件" in captured.out
+    cached = json.loads((index / CARDS_FILE).read_text(encoding="utf-8"))["cards"][SCHEME]["card"]
+    assert cached["fields"]["補助上限額"]["page"] >= 1
+    # Shown from the cache: nothing is read again.
+    assert main(["schemes", "--cards", "--json", "--index", str(index)]) == 0
+    captured = capsys.readouterr()
+    assert "カードを作成" not in captured.err
+    assert json.loads(captured.out)[0]["fields"]["補助上限額"] == cached["fields"]["補助上限額"]
+    # An unchanged corpus is not read again either.
+    assert main(["ingest", "--corpus", str(corpus), "--index", str(index)]) == 0
+    assert "制度カード" not in capsys.readouterr().err
