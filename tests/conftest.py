@@ -59,3 +59,26 @@ def lodo_cases(tmp_path_factory):
     devsets, notes = load_devsets()
     assert not notes, notes
     return devsets, collect(Settings(), devsets, tmp_path_factory.mktemp("lodo"))
+
+
+@pytest.fixture
+def tokenised(monkeypatch) -> list[str]:
+    """Every text an index tokenises from now on, recorded on its way through the real splitter."""
+    import rag.index.local
+    import rag.index.milvus
+
+    seen: list[str] = []
+    real = rag.index.local.get_splitter
+
+    def get_splitter(name):
+        split = real(name)
+
+        def counted(text):
+            seen.append(text)
+            return split(text)
+
+        return counted
+
+    for module in (rag.index.local, rag.index.milvus):
+        monkeypatch.setattr(module, "get_splitter", get_splitter)
+    return seen

@@ -91,12 +91,12 @@ def test_ask_on_a_missing_index_folder_is_a_clear_message(tmp_path):
     assert result.returncode == 2 and "rag ingest" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_bm25_from_token_ids_scores_exactly_like_bm25s_own_token_path(default_settings):
-    """The memory-lean id path must equal the simple one (bm25s fed token strings)."""
+def test_bm25_from_stored_term_counts_scores_exactly_like_bm25s_from_token_strings(default_settings):
+    """The fast path (counts stored at add time, matrix built in numpy) must equal the simple one:
+    bm25s fed every chunk's token strings."""
     import bm25s
 
     from rag.chunking import indexable_text
-    from rag.index import bm25_corpus
     from rag.tokenize import get_splitter
 
     index = LocalIndex.open(default_settings.index_dir)
@@ -104,13 +104,12 @@ def test_bm25_from_token_ids_scores_exactly_like_bm25s_own_token_path(default_se
     splitter = get_splitter(index.manifest.tokenizer)
     reference = bm25s.BM25()
     reference.index([splitter(indexable_text(c)) or [""] for c in chunks], show_progress=False)
-    lean = bm25s.BM25()
-    lean.index(bm25_corpus(chunks, splitter), show_progress=False)
+    assert set(reference.vocab_dict) == set(index._bm25.vocab_dict)
     for query in ["デジタル実装 地方公共団体 2027年度", "こども家庭センター", "転職なき移住 テレワーク", "5G 人口カバー率"]:
         tokens = splitter(query)
         expected = reference.get_scores([t for t in tokens if t in reference.vocab_dict])
-        actual = lean.get_scores([t for t in tokens if t in lean.vocab_dict])
-        assert expected.max() > 0 and np.allclose(expected, actual)
+        actual = index._bm25.get_scores([t for t in tokens if t in index._bm25.vocab_dict])
+        assert expected.max() > 0 and np.array_equal(expected, actual), query
 
 
 def test_a_table_of_contents_is_recognised_by_its_dot_leaders():
@@ -119,3 +118,120 @@ def test_a_table_of_contents_is_recognised_by_its_dot_leaders():
     toc = "目次\nスケジュール・・・・・・・・2重要事項・・・・・・・・3補助上限額・補助率等・・・・・・5"
     assert is_contents(toc)
     assert not is_contents("補助率は2分の1です。中小企業は・・・要件を満たす場合2/3。")
+
+
+# ------------------------------------------------------------------ incremental commits
+# Small text corpora written for these tests: several topics sharing some words, so that
+# document frequencies change when one file comes or goes.
+
+_DOCS = {
+    "a.txt": ["防災計画の概要。市は避難所を30か所に増やす。", "避難訓練は毎年9月に行う。防災無線を更新する。"],
+    "b.txt": ["子育て支援の計画。保育所の待機児童をゼロにする。", "避難所に授乳室を設ける。"],
+    "c.txt": ["観光振興の計画。避難所の案内を多言語にする。", "観光客向けの防災情報を出す。"],
+    "d.txt": ["交通計画。デマンド交通を全域に広げる。", "高齢者の移動を支える。"],
+}
+
+
+def _write_doc(folder, name, pages):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("\f".join(pages), encoding="utf-8")
+
+
+def _assert_bm25_equals_bm25s_from_strings(index, queries):
+    import bm25s
+
+    from rag.chunking import indexable_text
+    from rag.tokenize import get_splitter
+
+    split = get_splitter(index.manifest.tokenizer)
+    reference = bm25s.BM25()
+    reference.index([split(indexable_text(c)) or [""] for c in index.iter_chunks()], show_progress=False)
+    assert set(reference.vocab_dict) == set(index._bm25.vocab_dict)
+    scored = 0
+    for query in queries:
+        known = [t for t in split(query) if t in reference.vocab_dict]
+        if known:  # bm25s refuses an empty query
+            assert np.array_equal(reference.get_scores(known), index._bm25.get_scores(known)), query
+            scored += reference.get_scores(known).max() > 0
+    assert scored >= 2
+
+
+def _assert_dense_rows_aligned(index, embedder):
+    # A chunk's own vector finds that chunk first: FAISS rows and chunk rows are in step.
+    from rag.chunking import indexable_text
+
+    chunks = list(index.iter_chunks())
+    vectors = embedder.embed_array([indexable_text(c) for c in chunks])
+    for chunk, vector in zip(chunks, vectors):
+        assert index.dense_search(vector, 1)[0][0] == chunk.id
+
+
+def test_a_commit_tokenises_only_the_added_chunks_and_bm25_stays_exact(tmp_path, embedder, tokenised):
+    import sqlite3
+
+    from rag.chunking import indexable_text
+    from rag.ingest import ingest
+    from rag.tokenize import get_splitter
+
+    corpus = tmp_path / "docs"
+    for name in ("a.txt", "b.txt"):
+        _write_doc(corpus, name, _DOCS[name])
+    # Exact search up to 5 chunks, HNSW above: the steps below cross the threshold (rebuild),
+    # extend an HNSW index (additions only) and remove rows from it (rebuild).
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "idx", index={"exact_search_max_chunks": 5})
+    hnsw = (5, 32, 128)
+    ingest(settings, embedder=embedder)
+    assert LocalIndex.open(settings.index_dir, hnsw=hnsw).manifest.dense_index == "flat"
+    seen = tokenised
+    queries = ["避難所 防災", "観光 多言語", "保育所", "交通 移動"]
+
+    for name in ("c.txt", "d.txt"):
+        seen.clear()
+        _write_doc(corpus, name, _DOCS[name])
+        ingest(settings, embedder=embedder)
+        index = LocalIndex.open(settings.index_dir, hnsw=hnsw)
+        new_texts = [indexable_text(c) for c in index.iter_chunks([name])]
+        assert sorted(seen) == sorted(new_texts), "only the added file's chunks are tokenised"
+        assert index.manifest.dense_index == "hnsw"
+        _assert_bm25_equals_bm25s_from_strings(index, queries)
+        _assert_dense_rows_aligned(index, embedder)
+
+    # A changed file and a removed one: only the changed file's new chunks are tokenised, and
+    # terms that only the removed file had leave the vocabulary.
+    seen.clear()
+    _write_doc(corpus, "a.txt", ["防災計画の概要。市は避難所を40か所に増やす。", "津波避難タワーを建てる。"])
+    (corpus / "b.txt").unlink()
+    ingest(settings, embedder=embedder)
+    index = LocalIndex.open(settings.index_dir, hnsw=hnsw)
+    assert sorted(seen) == sorted(indexable_text(c) for c in index.iter_chunks(["a.txt"]))
+    assert set(index.manifest.sources) == {"a.txt", "c.txt", "d.txt"}
+    _assert_bm25_equals_bm25s_from_strings(index, queries)
+    _assert_dense_rows_aligned(index, embedder)
+    split = get_splitter(index.manifest.tokenizer)
+    live = {t for c in index.iter_chunks() for t in split(indexable_text(c))}
+    db = sqlite3.connect(index.version_dir / "chunks.sqlite")
+    stored = {t for (t,) in db.execute("SELECT term FROM terms")}
+    db.close()
+    assert stored == live and "c:保育" not in stored
+    assert index.sparse_search("保育", 5) == []
+
+
+def test_an_index_of_the_previous_format_is_refused_then_rebuilt_by_ingest(tmp_path, embedder):
+    from rag.index import FORMAT_VERSION
+    from rag.ingest import ingest
+
+    corpus = tmp_path / "docs"
+    _write_doc(corpus, "a.txt", _DOCS["a.txt"])
+    settings = Settings(corpus_dir=corpus, index_dir=tmp_path / "idx")
+    ingest(settings, embedder=embedder)
+    version = settings.index_dir / (settings.index_dir / CURRENT).read_text()
+    manifest = json.loads((version / "manifest.json").read_text())
+    manifest["format_version"] = FORMAT_VERSION - 1  # as an index written before term counts were stored
+    (version / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(IndexIncompatible) as info:
+        LocalIndex.open(settings.index_dir)
+    assert "rag ingest" in str(info.value) and "\n" not in str(info.value)
+
+    report = ingest(settings, embedder=embedder)
+    assert report.count("added") == 1
+    assert LocalIndex.open(settings.index_dir).sparse_search("避難訓練", 1)

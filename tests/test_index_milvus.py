@@ -149,7 +149,12 @@ DOC_B = ["子育て支援の計画。保育所の待機児童をゼロにする�
 DOC_C = ["観光振興の計画。避難所の案内を多言語にする。観光客向けの防災情報を出す。"]
 
 
-def test_bm25_statistics_follow_added_and_removed_documents(tmp_path, embedder):
+def test_bm25_statistics_follow_added_and_removed_documents(tmp_path, embedder, tokenised, monkeypatch):
+    from rag.chunking import indexable_text
+    from rag.index.milvus import _term_key
+
+    # Two document-frequency layers at most, so the removal below folds them into one.
+    monkeypatch.setattr("rag.index.milvus._DF_LAYERS", 2)
     corpus = tmp_path / "docs"
     _write(corpus, "a.txt", DOC_A)
     _write(corpus, "b.txt", DOC_B)
@@ -157,17 +162,28 @@ def test_bm25_statistics_follow_added_and_removed_documents(tmp_path, embedder):
     try:
         ingest(settings, embedder=embedder)
         _write(corpus, "c.txt", DOC_C)
+        tokenised.clear()
         assert ingest(settings, embedder=embedder).count("added") == 1
         grown = open_index(settings)
         assert grown.manifest.chunk_count == grown._state["n"] == len(list(grown.iter_chunks()))
+        # Only the added file's chunks were tokenised, and the commit's layer holds only their terms.
+        added = [indexable_text(c) for c in grown.iter_chunks(["c.txt"])]
+        assert sorted(tokenised) == sorted(added)
+        split = grown._splitter
+        layer = grown.client.query(grown._meta, filter=f'kind == "df" and name == "{grown.version}"', output_fields=["term"], limit=10_000)
+        assert {r["term"] for r in layer} == {_term_key(t) for text in added for t in split(text)}
+        assert len(grown._state["df_layers"]) == 2
         for query in ("避難所", "防災 観光", "保育所"):
             expected = _bm25_reference(grown, query)
             got = dict(grown.sparse_search(query, 50))
             assert got.keys() == expected.keys() and all(abs(got[c] - expected[c]) < 1e-4 for c in got), query
 
         (corpus / "a.txt").unlink()
+        tokenised.clear()
         assert ingest(settings, embedder=embedder).count("removed") == 1
+        assert tokenised == []  # a removal reads the removed generation's counts, never the chunks
         shrunk = open_index(settings)
+        assert shrunk._state["df_layers"] == [shrunk.version]  # folded
         assert "a.txt" not in shrunk.manifest.sources and shrunk.get_page("a.txt", 1) is None
         assert shrunk.sparse_search("避難訓練 防災無線", 10) == [] or all(
             c.source != "a.txt" for c in shrunk.get_chunks([cid for cid, _ in shrunk.sparse_search("避難訓練 防災無線", 10)])

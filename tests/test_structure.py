@@ -13,7 +13,6 @@ from reportlab.pdfgen import canvas
 from pdfs import FONT
 from rag.chunking import chunk_pages
 from rag.config import ChunkingSettings
-from rag.index import _chunk, _page, _write_sqlite
 from rag.loaders import load_document
 from rag.normalize import normalize_lines
 from rag.schema import Chunk, Page
@@ -227,17 +226,16 @@ def test_chunks_carry_the_section_path_across_pages_and_take_its_innermost_headi
 
 
 def test_the_index_stores_and_loads_section_paths(tmp_path):
+    import numpy as np
+
+    from rag.index import LocalIndex, Manifest
+    from rag.schema import SourceInfo
+
     page = Page("a.pdf", 1, "(1) 背景", "raw", "本文。", None, ("第1章 総論", "(1) 背景"))
     chunk = Chunk("id1", "a.pdf", 1, "(1) 背景", "本文。", 0, 3, ("第1章 総論", "(1) 背景"))
-    db_path = tmp_path / "chunks.sqlite"
-    _write_sqlite(db_path, [chunk], [page])
-    import sqlite3
-
-    db = sqlite3.connect(db_path)
-    try:
-        row = db.execute("SELECT id, source, page, heading, text, start, end_, section FROM chunks").fetchone()
-        prow = db.execute("SELECT source, page, heading, raw_text, text, label, section FROM pages").fetchone()
-    finally:
-        db.close()
-    assert _chunk(row) == chunk
-    assert _page(prow) == page
+    index = LocalIndex.empty(tmp_path / "idx", Manifest(embedder="test", dimension=2, tokenizer="ngram", chunking={}))
+    index.add_source(SourceInfo("a.pdf", "0" * 64, "a", 1, 1), [page], [chunk], np.ones((1, 2), dtype=np.float32))
+    index.commit()
+    reopened = LocalIndex.open(tmp_path / "idx")
+    assert reopened.get_chunks(["id1"]) == [chunk]
+    assert reopened.get_page("a.pdf", 1) == page

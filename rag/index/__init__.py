@@ -20,10 +20,6 @@ from rag.index.base import (
 from rag.index.local import (
     CURRENT,
     LocalIndex,
-    _chunk,
-    _page,
-    _write_sqlite,
-    bm25_corpus,
     read_manifest,
     write_lock,
 )
@@ -38,10 +34,6 @@ __all__ = [
     "LocalIndex",
     "Manifest",
     "SearchIndex",
-    "bm25_corpus",
     "read_manifest",
     "write_lock",
-    "_chunk",
-    "_page",
-    "_write_sqlite",
 ]

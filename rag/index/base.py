@@ -16,7 +16,10 @@ import numpy as np
 from rag.schema import Chunk, Page, SourceInfo
 
 # 2: chunks and pages carry their section path (rag.sections).
-FORMAT_VERSION = 2
+# 3: commits cost what changed: the local index stores each chunk's BM25 term counts
+#    (rag.index.chunk_terms); Milvus keeps document frequencies in layers and each
+#    generation's contribution as JSON (rag.index.milvus).
+FORMAT_VERSION = 3
 
 
 class IndexError_(Exception):  # trailing underscore: IndexError is a builtin

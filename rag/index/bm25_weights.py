@@ -19,19 +19,21 @@ import math
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+import numpy as np
+
 K1 = 1.5
 B = 0.75
 
 
-def term_counts(tokens: Sequence[str]) -> Counter[str]:
-    # A chunk with no token is one empty token, as in rag.index.local.bm25_corpus: same lengths.
-    return Counter(tokens or [""])
+def doc_weights(counts: np.ndarray, lengths: np.ndarray, pairs: np.ndarray, avgdl: float) -> np.ndarray:
+    """The document side, tf / (tf + k1 * (1 - b + b * length / avgdl)), for many chunks at once.
 
-
-def doc_weights(counts: Mapping[str, int], length: int, avgdl: float) -> dict[str, float]:
-    """The document side: tf / (tf + k1 * (1 - b + b * length / avgdl)) per term."""
-    norm = K1 * (1 - B + B * length / avgdl)
-    return {term: tf / (tf + norm) for term, tf in counts.items()}
+    ``counts``: the chunks' term counts back to back (rag.index.chunk_terms); ``pairs``: how many
+    each chunk has; ``lengths``: each chunk's token count.  Float64, the same operations as
+    Python's floats, so the weights are those a per-term loop would give.
+    """
+    norm = K1 * (1 - B + B * lengths / avgdl)
+    return counts / (counts + np.repeat(norm, pairs))
 
 
 def idf(df: int, n_docs: int) -> float:

@@ -8,12 +8,17 @@ On disk an index folder holds ``CURRENT`` (the name of the live version) and
 version folders.  A commit builds a new version in a temporary folder, renames
 it into place and then replaces ``CURRENT`` atomically, so a crash leaves the
 previous index intact and a reader never sees a half-written one.
+
+A commit costs what changed, not the corpus: it copies the live version's SQLite
+file and deletes and inserts only the removed and added sources' rows; each chunk's
+BM25 term counts were stored when it was added (:mod:`rag.index.chunk_terms`), so
+the BM25 matrix is rebuilt without tokenising any old chunk; and when nothing was
+removed, the live FAISS index is extended rather than rebuilt.
 """
 
 from __future__ import annotations
 
 import fcntl
-from array import array
 import json
 import os
 import shutil
@@ -23,12 +28,13 @@ import time
 import uuid
 from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from rag.chunking import indexable_text
+from rag.index import chunk_terms
 from rag.index.base import (
     FORMAT_VERSION,
     IncompatibleEmbedder,
@@ -130,7 +136,7 @@ class LocalIndex:
     def empty(cls, index_dir: Path, manifest: Manifest, hnsw: tuple[int, int, int] = (50_000, 32, 128)) -> LocalIndex:
         """A new, empty index; committing it replaces whatever is live, even with nothing added."""
         index = cls(index_dir, manifest, None, hnsw)
-        index._staged = _Staging([], [], [], {})
+        index._staged = _Staging(base=None, vocab=chunk_terms.Vocabulary({}), sources={})
         return index
 
     def _load(self, version_dir: Path) -> None:
@@ -146,7 +152,9 @@ class LocalIndex:
         source_no = {name: i for i, name in enumerate(self._source_names)}
         self._row_source = np.array([source_no.get(r[1], -1) for r in rows], dtype=np.int32)
         if rows:
-            self._bm25 = bm25s.BM25.load(str(version_dir / _BM25), allow_pickle=False, show_progress=False)
+            # Memory-mapped: the arrays stay in the page cache, shared by every process that has
+            # this version open, and a query reads only its terms' columns.
+            self._bm25 = bm25s.BM25.load(str(version_dir / _BM25), allow_pickle=False, mmap=True, show_progress=False)
             self._faiss = faiss.read_index(str(version_dir / _DENSE))
             if self._faiss.ntotal != len(rows):
                 raise IndexIncompatible("索引のベクトル数とチャンク数が一致しません。`rag ingest --rebuild` で作り直してください")
@@ -266,9 +274,10 @@ class LocalIndex:
             raise ValueError("one vector per chunk")
         stage = self._stage()
         stage.drop(info.source)
-        stage.chunks.extend(chunks)
-        stage.vectors.append(np.asarray(vectors, dtype=np.float32).reshape(len(chunks), self.manifest.dimension))
-        stage.pages.extend(pages)
+        # Tokenised here, once: commits reuse the stored counts (rag.index.chunk_terms).
+        terms = stage.vocab.encode(self._splitter(indexable_text(c)) for c in chunks)
+        vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), self.manifest.dimension)
+        stage.added[info.source] = _Added(list(pages), list(chunks), vectors, terms)
         stage.sources[info.source] = {
             "sha256": info.sha256,
             "title": info.title,
@@ -300,13 +309,16 @@ class LocalIndex:
                 built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 sources=dict(sorted(stage.sources.items())),
             )
-            vectors = (
-                np.vstack(stage.vectors) if stage.vectors else np.zeros((0, manifest.dimension), dtype=np.float32)
-            )
-            manifest.dense_index = self._write_dense(tmp / _DENSE, vectors)
-            _write_sqlite(tmp / _CHUNKS, stage.chunks, stage.pages)
-            if stage.chunks:
-                self._write_bm25(tmp / _BM25, stage.chunks)
+            manifest.dense_index = self._write_dense(tmp / _DENSE, stage, manifest.chunk_count)
+            db = _write_sqlite(tmp / _CHUNKS, stage)
+            try:
+                if manifest.chunk_count:
+                    self._write_bm25(tmp / _BM25, db)
+                else:
+                    db.execute("DELETE FROM terms")
+                db.commit()
+            finally:
+                db.close()
             (tmp / _MANIFEST).write_text(json.dumps(asdict(manifest), ensure_ascii=False, indent=1), encoding="utf-8")
             _fsync_tree(tmp)
             os.rename(tmp, self.index_dir / name)
@@ -325,28 +337,41 @@ class LocalIndex:
         self._load(self.version_dir)
         _remove_old_versions(self.index_dir, keep={name, previous} - {None})
 
-    def _write_dense(self, path: Path, vectors: np.ndarray) -> str:
+    def _write_dense(self, path: Path, stage: _Staging, total: int) -> str:
         import faiss
 
         dim = self.manifest.dimension
-        if len(vectors) > self._exact_max:
-            index = faiss.IndexHNSWFlat(dim, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
-            index.hnsw.efConstruction = 80
-            kind = "hnsw"
+        kind = "hnsw" if total > self._exact_max else "flat"
+        base = stage.base
+        if base is not None and base._faiss is not None and not stage.dropped and base.manifest.dense_index == kind:
+            # Only additions: the live rows keep their places, so the live index (HNSW graph
+            # included) is extended instead of rebuilt from every vector.
+            index = faiss.clone_index(base._faiss)
         else:
-            index = faiss.IndexFlatIP(dim)
-            kind = "flat"
-        if len(vectors):
-            index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+            if kind == "hnsw":
+                index = faiss.IndexHNSWFlat(dim, self._hnsw_m, faiss.METRIC_INNER_PRODUCT)
+                index.hnsw.efConstruction = 80
+            else:
+                index = faiss.IndexFlatIP(dim)
+            if base is not None and len(base):
+                index.add(np.ascontiguousarray(base.vectors()[stage.kept_rows()]))
+        for added in stage.added.values():
+            if len(added.vectors):
+                index.add(np.ascontiguousarray(added.vectors))
         faiss.write_index(index, str(path))
         return kind
 
-    def _write_bm25(self, path: Path, chunks: Sequence[Chunk]) -> None:
-        import bm25s
+    def _write_bm25(self, path: Path, db: sqlite3.Connection) -> None:
+        from rag.index import bm25_build
 
-        bm25 = bm25s.BM25()
-        bm25.index(bm25_corpus(chunks, self._splitter), show_progress=False)
-        bm25.save(str(path), allow_pickle=False, show_progress=False)
+        def sources():
+            return chunk_terms.read_sources(db)
+
+        stats = bm25_build.corpus_stats(sources)
+        vocab = chunk_terms.prune(db, stats.df)
+        # bm25s scores a query with no known token against this empty token, as its own path does.
+        vocab.setdefault("", len(stats.df))
+        bm25_build.build(sources, stats, vocab).save(str(path), allow_pickle=False, show_progress=False)
 
     def vectors(self) -> np.ndarray:
         """All stored vectors, row-aligned with the chunks (used to carry unchanged sources into a new version)."""
@@ -355,46 +380,44 @@ class LocalIndex:
         return self._faiss.reconstruct_n(0, self._faiss.ntotal)
 
 
-def bm25_corpus(chunks: Sequence[Chunk], splitter) -> tuple[list[array], dict[str, int]]:
-    """Token ids per chunk (compact int arrays) and the vocabulary, in bm25s's (ids, vocab) form.
-
-    Handing bm25s lists of token strings keeps one Python string per token alive:
-    over 9 GB for 100,000 chunks.  Ids made as we go cost 4 bytes a token, and the
-    scores are the same (tests/test_index.py compares them).
-    """
-    vocab: dict[str, int] = {}
-    ids: list[array] = []
-    for chunk in chunks:
-        tokens = splitter(indexable_text(chunk)) or [""]
-        ids.append(array("i", (vocab.setdefault(t, len(vocab)) for t in tokens)))
-    # bm25s scores a query with no known token against this empty token, as its own path does.
-    vocab.setdefault("", len(vocab))
-    return ids, vocab
+@dataclass
+class _Added:
+    pages: list[Page]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    terms: chunk_terms.SourceTerms
 
 
 @dataclass
 class _Staging:
-    chunks: list[Chunk]
-    vectors: list[np.ndarray]
-    pages: list[Page]
+    """What the next commit writes: the ``base`` version without ``dropped``, then ``added`` in order."""
+
+    base: LocalIndex | None
+    vocab: chunk_terms.Vocabulary
     sources: dict[str, dict]
+    dropped: set[str] = field(default_factory=set)
+    added: dict[str, _Added] = field(default_factory=dict)
 
     @classmethod
     def from_index(cls, index: LocalIndex) -> _Staging:
-        chunks = list(index.iter_chunks())
-        pages = list(index.iter_pages())
-        vectors = [index.vectors()] if chunks else []
-        return cls(chunks=chunks, vectors=vectors, pages=pages, sources=dict(index.manifest.sources))
+        vocab = chunk_terms.Vocabulary({})
+        if index._db is not None:
+            with index._lock:
+                vocab = chunk_terms.Vocabulary.read(index._db)
+        return cls(base=index if index.version_dir is not None else None, vocab=vocab, sources=dict(index.manifest.sources))
 
     def drop(self, source: str) -> None:
         if source not in self.sources:
             return
-        keep = np.array([c.source != source for c in self.chunks], dtype=bool)
-        all_vectors = np.vstack(self.vectors) if self.vectors else None
-        self.chunks = [c for c, k in zip(self.chunks, keep) if k]
-        self.vectors = [all_vectors[keep]] if all_vectors is not None and len(all_vectors) else []
-        self.pages = [p for p in self.pages if p.source != source]
         del self.sources[source]
+        self.added.pop(source, None)
+        if self.base is not None and source in self.base.manifest.sources:
+            self.dropped.add(source)
+
+    def kept_rows(self) -> np.ndarray:
+        """Which of the base's rows survive, as a mask in row order."""
+        gone = [i for i, name in enumerate(self.base._source_names) if name in self.dropped]
+        return ~np.isin(self.base._row_source, gone)
 
 
 _CHUNK_COLUMNS = "id, source, page, heading, text, start, end_, section"
@@ -414,35 +437,57 @@ def _page(row: Sequence) -> Page:
     return Page(*row[:6], section=tuple(json.loads(row[6])))
 
 
-def _write_sqlite(path: Path, chunks: Sequence[Chunk], pages: Sequence[Page]) -> None:
+_SCHEMA = """
+CREATE TABLE chunks (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, source TEXT NOT NULL,
+    page INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL,
+    end_ INTEGER NOT NULL, section TEXT NOT NULL);
+CREATE TABLE pages (source TEXT NOT NULL, page INTEGER NOT NULL, heading TEXT NOT NULL,
+    raw_text TEXT NOT NULL, text TEXT NOT NULL, label TEXT, section TEXT NOT NULL,
+    PRIMARY KEY (source, page));
+"""
+
+
+def _write_sqlite(path: Path, stage: _Staging) -> sqlite3.Connection:
+    """The new version's SQLite file, left open for the BM25 build (which prunes the vocabulary).
+
+    It starts as a copy of the live file: deleting the removed sources' rows and inserting the
+    added ones costs what changed, where rewriting every row cost the corpus.  Rows keep their
+    numbers (new ones go after the last); gaps are harmless, as every reader goes by ``ORDER BY
+    row`` and the FAISS and BM25 rows are written in that same order.
+    """
+    if stage.base is not None:
+        shutil.copyfile(stage.base.version_dir / _CHUNKS, path)
     db = sqlite3.connect(path)
     try:
-        db.executescript(
-            """
-            PRAGMA journal_mode=OFF;
-            PRAGMA user_version=1;
-            CREATE TABLE chunks (row INTEGER PRIMARY KEY, id TEXT UNIQUE NOT NULL, source TEXT NOT NULL,
-                page INTEGER NOT NULL, heading TEXT NOT NULL, text TEXT NOT NULL, start INTEGER NOT NULL,
-                end_ INTEGER NOT NULL, section TEXT NOT NULL);
-            CREATE TABLE pages (source TEXT NOT NULL, page INTEGER NOT NULL, heading TEXT NOT NULL,
-                raw_text TEXT NOT NULL, text TEXT NOT NULL, label TEXT, section TEXT NOT NULL,
-                PRIMARY KEY (source, page));
-            """
-        )
-        db.executemany(
-            "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
-            (
-                (i, c.id, c.source, c.page, c.heading, c.text, c.start, c.end, _dump_section(c.section))
-                for i, c in enumerate(chunks)
-            ),
-        )
-        db.executemany(
-            "INSERT INTO pages VALUES (?,?,?,?,?,?,?)",
-            ((p.source, p.page, p.heading, p.raw_text, p.text, p.label, _dump_section(p.section)) for p in pages),
-        )
-        db.commit()
-    finally:
+        # The file is not live until the folder is renamed into place: no journal needed.
+        db.execute("PRAGMA journal_mode=OFF")
+        if stage.base is None:
+            db.executescript(_SCHEMA + chunk_terms.SCHEMA + "PRAGMA user_version=2;")
+        for source in sorted(stage.dropped):
+            db.execute("DELETE FROM source_terms WHERE source=?", (source,))
+            db.execute("DELETE FROM chunks WHERE source=?", (source,))
+            db.execute("DELETE FROM pages WHERE source=?", (source,))
+        row = db.execute("SELECT COALESCE(MAX(row), -1) + 1 FROM chunks").fetchone()[0]
+        for source, added in stage.added.items():
+            rows = range(row, row + len(added.chunks))
+            db.executemany(
+                "INSERT INTO chunks VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    (r, c.id, c.source, c.page, c.heading, c.text, c.start, c.end, _dump_section(c.section))
+                    for r, c in zip(rows, added.chunks)
+                ),
+            )
+            db.execute("INSERT INTO source_terms VALUES (?,?,?,?,?)", added.terms.row(source, row))
+            db.executemany(
+                "INSERT INTO pages VALUES (?,?,?,?,?,?,?)",
+                ((p.source, p.page, p.heading, p.raw_text, p.text, p.label, _dump_section(p.section)) for p in added.pages),
+            )
+            row += len(added.chunks)
+        stage.vocab.write_new(db)
+        return db
+    except BaseException:
         db.close()
+        raise
 
 
 def _fsync_tree(folder: Path) -> None:

@@ -8,7 +8,8 @@ statistics.  Three collections per index folder (prefix ``<milvus_collection>_<f
   vector and a sparse vector of BM25 document-side weights.  The dimension is in the
   name so that a rebuild with another embedder writes beside the live rows.
 - ``<p>_pages``: page records as JSON, split in parts that fit a VARCHAR.
-- ``<p>_meta``: manifests (JSON parts), document frequencies, and the pointer rows.
+- ``<p>_meta``: manifests (JSON parts), document frequencies (layers, below), each
+  generation's contribution to them (JSON parts), and the pointer rows.
 
 **Versions.**  Every source written by a commit gets a new generation id (``gen``); a
 manifest lists the live generation of every source.  A commit writes the new rows, the
@@ -21,14 +22,18 @@ the version just replaced are kept one commit longer, for readers that opened it
 **BM25 statistics** (see :mod:`rag.index.bm25_weights`).  A chunk's sparse vector holds
 ``tf / (tf + k1 * (1 - b + b * len / avgdl))`` per term, by term id; the query vector holds
 ``idf`` per query term, computed at search time from the live document frequencies.  Each
-manifest owns a snapshot of the document frequency of every live term (rows ``df``), and
-each generation keeps its own contribution (rows ``srcdf``), so removing or replacing a
-source subtracts exactly what it added: idf is always that of the live corpus, as the
-local index's.  ``avgdl`` is the mean chunk length at the last full build; incremental
-commits keep it (rewriting every chunk when one file changes would defeat incremental
-ingest), and the manifest records the live mean beside it; ``rag ingest --rebuild``
-refreshes it.  Tokens are our own Japanese tokeniser's, client-side: Milvus has no
-Japanese analyzer (Lite none at all).
+generation keeps its own contribution to the document frequencies (rows ``srcdf``), so
+removing or replacing a source subtracts exactly what it added: idf is always that of the
+live corpus, as the local index's.  The frequencies themselves are rows ``df`` in *layers*:
+a commit writes one layer holding the new value of every term it touched (0 for a term that
+is gone), and the manifest lists its layers, oldest first; a reader takes each term from the
+newest layer that has it.  So a commit costs the terms of the files it adds or removes, not
+the whole vocabulary; every ``_DF_LAYERS`` commits the layers are folded into one.  ``avgdl``
+is the mean chunk length at the last full build; incremental commits keep it (rewriting
+every chunk when one file changes would defeat incremental ingest), and the manifest
+records the live mean beside it; ``rag ingest --rebuild`` refreshes it.  Tokens are our own
+Japanese tokeniser's, client-side (Milvus has no Japanese analyzer, Lite none at all), and
+each chunk is tokenised once, when it is added: no commit reads old chunks back.
 
 Fusion is not Milvus' ``hybrid_search``: the retriever fuses the sparse and dense lists
 itself with weighted reciprocal ranks (the answerer also reads each list's rank and the
@@ -59,7 +64,8 @@ from rag.index.base import (
     IndexNotFound,
     Manifest,
 )
-from rag.index.bm25_weights import doc_weights, query_weights, term_counts
+from rag.index.bm25_weights import doc_weights, query_weights
+from rag.index.chunk_terms import Vocabulary
 from rag.schema import Chunk, Page, SourceInfo
 from rag.tokenize import get_splitter
 
@@ -70,6 +76,7 @@ _KEEP_POINTERS = 2
 _WINDOW = 16_384  # Milvus' default cap on one query's offset + limit
 _RANGE = 8_192
 _PAGES_KEPT = 256
+_DF_LAYERS = 8  # document-frequency layers a reader may look through (see the module docstring)
 
 
 class MilvusUnavailable(IndexError_):
@@ -297,7 +304,7 @@ class MilvusIndex:
         except (IndexNotFound, IndexIncompatible):  # nothing usable to replace; unreachable still raises
             state = None
         index = cls(client, prefix, manifest, None, **options)
-        index._staged = {"full": True, "drop": set(), "add": {}, "previous": state}
+        index._staged = {"full": True, "drop": set(), "add": {}, "previous": state, "vocab": Vocabulary({})}
         return index
 
     def close(self) -> None:
@@ -313,12 +320,7 @@ class MilvusIndex:
         """(term id, document frequency) of each term in the live corpus; unknown terms are left out."""
         missing = [t for t in terms if t not in self._df_cache]
         if missing and self._state:
-            rows = self._query(
-                self._meta,
-                f'kind == "df" and name == {_quote(self._state["name"])} and {_in("term", missing)}',
-                ["term", "tid", "value"],
-            )
-            found = {r["term"]: (int(r["tid"]), int(r["value"])) for r in rows}
+            found = self._df_in(self._state["df_layers"], missing)
             if len(self._df_cache) > 100_000:
                 self._df_cache.clear()
             for t in missing:
@@ -468,14 +470,18 @@ class MilvusIndex:
 
     def _stage(self) -> dict:
         if self._staged is None:
-            self._staged = {"full": False, "drop": set(), "add": {}, "previous": self._state}
+            self._staged = {"full": False, "drop": set(), "add": {}, "previous": self._state, "vocab": Vocabulary({})}
         return self._staged
 
     def add_source(self, info: SourceInfo, pages: Sequence[Page], chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         if len(chunks) != len(vectors):
             raise ValueError("one vector per chunk")
         vectors = np.asarray(vectors, dtype=np.float32).reshape(len(chunks), self.manifest.dimension)
-        self._stage()["add"][info.source] = (info, list(pages), list(chunks), vectors)
+        stage = self._stage()
+        # Tokenised here, once, into compact counts over the stage's own vocabulary (a Counter per
+        # chunk would hold gigabytes at 10^5 chunks); the commit maps them to Milvus' term ids.
+        terms = stage["vocab"].encode([_term_key(t) for t in self._splitter(indexable_text(c))] for c in chunks)
+        stage["add"][info.source] = (info, list(pages), list(chunks), vectors, terms)
 
     def delete_source(self, source: str) -> None:
         stage = self._stage()
@@ -493,37 +499,30 @@ class MilvusIndex:
         previous = stage["previous"]
         full = stage["full"] or previous is None
         sources = {} if full else {s: dict(v) for s, v in self.manifest.sources.items()}
-        if full or previous is None:
-            n, total, next_tid, avgdl, df = 0, 0, (previous or {}).get("next_tid", 0), None, {}
+        if full:
+            n, total, avgdl, layers = 0, 0, None, []
+            next_tid = (previous or {}).get("next_tid", 0)
         else:
-            n, total, next_tid, avgdl = previous["n"], previous["total"], previous["next_tid"], previous["avgdl"]
-            df = self._load_df(previous["name"], previous["next_tid"])
-        # Sources removed or replaced: subtract what their generation added.
+            n, total, avgdl, layers = previous["n"], previous["total"], previous["avgdl"], previous["df_layers"]
+            next_tid = previous["next_tid"]
+        # The change in document frequency: minus what each removed or replaced generation added…
+        change: Counter[str] = Counter()
         for source in sorted(stage["drop"] | set(stage["add"])):
             if source in sources:
                 old = sources.pop(source)
-                srcdf = f'kind == "srcdf" and name == {_quote(old["gen"])}'
-                for row in self._query(self._meta, srcdf, ["term", "value"], key="tid", hi=previous["next_tid"]):
-                    tid, count = df[row["term"]]
-                    df[row["term"]] = (tid, count - int(row["value"]))
+                parts = self._query(self._meta, f'kind == "srcdf" and name == {_quote(old["gen"])}', ["tid", "payload"])
+                change.subtract(json.loads("".join(r["payload"] for r in sorted(parts, key=lambda r: r["tid"])) or "{}"))
                 n -= old["chunks"]
                 total -= old["tokens"]
-        df = {t: v for t, v in df.items() if v[1] > 0}
-        # Sources added: tokenise once, count, assign term ids (never reused: rows of the
-        # replaced version, still readable one commit longer, keep their ids).
+        # …plus what each added source brings (its chunks were tokenised by add_source).
+        words = list(stage["vocab"].ids)  # the stage's term ids are 0, 1, … in insertion order
         staged = []
         for i, source in enumerate(sorted(stage["add"])):
-            info, pages, chunks, vectors = stage["add"][source]
-            counts = [term_counts([_term_key(t) for t in self._splitter(indexable_text(c))]) for c in chunks]
-            contribution: Counter[str] = Counter()
-            for c in counts:
-                contribution.update(c.keys())
-            for term, count in contribution.items():
-                tid, old_count = df.get(term, (None, 0))
-                if tid is None:
-                    tid, next_tid = next_tid, next_tid + 1
-                df[term] = (tid, old_count + count)
-            lengths = [sum(c.values()) for c in counts]
+            info, pages, chunks, vectors, terms = stage["add"][source]
+            local_df = np.bincount(terms.ids, minlength=len(words))
+            contribution = {words[t]: int(local_df[t]) for t in np.flatnonzero(local_df)}
+            change.update(contribution)
+            lengths = terms.lengths()
             gen = f"{name}_{i}"
             sources[source] = {
                 "sha256": info.sha256,
@@ -532,16 +531,41 @@ class MilvusIndex:
                 "chunks": len(chunks),
                 "problems": list(info.problems),
                 "gen": gen,
-                "tokens": sum(lengths),
+                "tokens": int(lengths.sum()),
             }
             n += len(chunks)
-            total += sum(lengths)
-            staged.append((gen, pages, chunks, vectors, counts, lengths, contribution))
+            total += int(lengths.sum())
+            staged.append((gen, pages, chunks, vectors, terms, lengths, contribution))
+        # New values for the touched terms only.  Term ids are never reused: rows of the replaced
+        # version, still readable one commit longer, keep theirs.
+        current = {} if full else self._df_in(layers, list(change))
+        layer: dict[str, tuple[int, int]] = {}
+        for term, delta in change.items():
+            tid, count = current.get(term, (None, 0))
+            if tid is None:
+                tid, next_tid = next_tid, next_tid + 1
+            layer[term] = (tid, count + delta)
         live_avgdl = total / n if n else 1.0
         if avgdl is None:
             avgdl = live_avgdl
-        for gen, pages, chunks, vectors, counts, lengths, contribution in staged:
-            self._write_source(gen, pages, chunks, vectors, counts, lengths, contribution, df, avgdl)
+        local_tid = np.array([layer[w][0] if w in layer else -1 for w in words], dtype=np.int64)
+        for gen, pages, chunks, vectors, terms, lengths, contribution in staged:
+            self._write_source(gen, pages, chunks, vectors, terms, lengths, avgdl, local_tid)
+            # Read back only whole, when the source is removed or replaced: JSON parts, not a row per term.
+            payload = json.dumps(contribution, ensure_ascii=False)
+            self._insert(self._meta, [
+                _meta_row(f"srcdf/{gen}/{p}", "srcdf", gen, tid=p, payload=part) for p, part in enumerate(_split(payload))
+            ])
+        if len(layers) + 1 > _DF_LAYERS:
+            # Fold the layers into one snapshot now and then, so readers look in a few layers only.
+            merged = self._df_in(layers, None, next_tid)
+            merged.update(layer)
+            layer = {t: v for t, v in merged.items() if v[1] > 0}
+            layers = []
+        layers = [*layers, name]
+        self._insert(self._meta, [
+            _meta_row(f"df/{name}/{tid}", "df", name, term=term, tid=tid, value=count) for term, (tid, count) in layer.items()
+        ])
         manifest = Manifest(
             embedder=self.manifest.embedder,
             dimension=self.manifest.dimension,
@@ -551,11 +575,8 @@ class MilvusIndex:
             built_at=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             sources=dict(sorted(sources.items())),
         )
-        state = {"name": name, "n": n, "total": total, "avgdl": avgdl, "live_avgdl": live_avgdl, "next_tid": next_tid}
-        self._insert(self._meta, [
-            _meta_row(f"df/{name}/{tid}", "df", name, term=term, tid=tid, value=count)
-            for term, (tid, count) in df.items()
-        ])
+        state = {"name": name, "n": n, "total": total, "avgdl": avgdl, "live_avgdl": live_avgdl, "next_tid": next_tid,
+                 "df_layers": layers}
         payload = json.dumps({"manifest": asdict(manifest), "bm25": state}, ensure_ascii=False)
         self._insert(self._meta, [
             _meta_row(f"manifest/{name}/{p}", "manifest", name, tid=p, payload=part) for p, part in enumerate(_split(payload))
@@ -571,38 +592,57 @@ class MilvusIndex:
             # The new version is live; what is left over is invisible and the next commit removes it.
             log.warning("古い版の削除に失敗しました（次の取り込みで削除します）: %s", exc)
 
-    def _write_source(self, gen, pages, chunks, vectors, counts, lengths, contribution, df, avgdl) -> None:
-        rows = []
-        for chunk, vector, count, length in zip(chunks, vectors, counts, lengths):
-            weights = doc_weights(count, length, avgdl)
-            rows.append({
-                "pk": f"{gen}/{chunk.id}",
-                "chunk_id": chunk.id,
-                "gen": gen,
-                "source": chunk.source,
-                "page": chunk.page,
-                "heading": chunk.heading,
-                "text": chunk.text,
-                "start": chunk.start,
-                "end_": chunk.end,
-                "section": json.dumps(list(chunk.section), ensure_ascii=False),
-                "dense": vector.tolist(),
-                "sparse": {df[t][0]: w for t, w in weights.items()},
-            })
-        self._insert(self._chunks, rows)
+    def _write_source(self, gen, pages, chunks, vectors, terms, lengths, avgdl, local_tid) -> None:
+        weights = doc_weights(terms.counts, lengths, terms.pairs, avgdl)
+        tids = local_tid[terms.ids]
+        ends = np.cumsum(terms.pairs)
+        for lo in range(0, len(chunks), _BATCH):  # rows made a batch at a time: sparse dicts are large
+            rows = []
+            for i in range(lo, min(lo + _BATCH, len(chunks))):
+                chunk, a, b = chunks[i], ends[i] - terms.pairs[i], ends[i]
+                rows.append({
+                    "pk": f"{gen}/{chunk.id}",
+                    "chunk_id": chunk.id,
+                    "gen": gen,
+                    "source": chunk.source,
+                    "page": chunk.page,
+                    "heading": chunk.heading,
+                    "text": chunk.text,
+                    "start": chunk.start,
+                    "end_": chunk.end,
+                    "section": json.dumps(list(chunk.section), ensure_ascii=False),
+                    "dense": vectors[i].tolist(),
+                    "sparse": dict(zip(tids[a:b].tolist(), weights[a:b].tolist())),
+                })
+            self._insert(self._chunks, rows)
         page_rows = []
         for page in pages:
             payload = json.dumps({**asdict(page), "section": list(page.section)}, ensure_ascii=False)
             for p, part in enumerate(_split(payload)):
                 page_rows.append({"pk": f"{gen}/{page.page}/{p}", "gen": gen, "page": page.page, "part": p, "payload": part, "vec": [0.0, 0.0]})
         self._insert(self._pages, page_rows)
-        self._insert(self._meta, [
-            _meta_row(f"srcdf/{gen}/{df[t][0]}", "srcdf", gen, term=t, tid=df[t][0], value=c) for t, c in contribution.items()
-        ])
 
-    def _load_df(self, name: str, next_tid: int) -> dict[str, tuple[int, int]]:
-        rows = self._query(self._meta, f'kind == "df" and name == {_quote(name)}', ["term", "tid", "value"], key="tid", hi=next_tid)
-        return {r["term"]: (int(r["tid"]), int(r["value"])) for r in rows}
+    def _df_in(self, layers: list[str], terms: list[str] | None, next_tid: int = 0) -> dict[str, tuple[int, int]]:
+        """(term id, document frequency) per term as the ``layers`` give it: the newest layer holding a
+        term wins, and a 0 there means the term is gone.  ``terms=None``: every term (ids below ``next_tid``)."""
+        if not layers:
+            return {}
+        rank = {name: i for i, name in enumerate(layers)}
+        where = f'kind == "df" and {_in("name", layers)}'
+        if terms is None:
+            rows = self._query(self._meta, where, ["name", "term", "tid", "value"], key="tid", hi=next_tid)
+        else:
+            rows = []
+            # Few enough terms a query that their rows (one per term and layer) fit one window.
+            step = min(1_000, _WINDOW // (_DF_LAYERS + 1))
+            for i in range(0, len(terms), step):
+                rows += self._query(self._meta, f"{where} and {_in('term', terms[i : i + step])}", ["name", "term", "tid", "value"])
+        newest: dict[str, tuple[int, int, int]] = {}
+        for r in rows:
+            at = rank[r["name"]]
+            if r["term"] not in newest or newest[r["term"]][0] < at:
+                newest[r["term"]] = (at, int(r["tid"]), int(r["value"]))
+        return {term: (tid, count) for term, (_, tid, count) in newest.items() if count > 0}
 
     def _insert(self, collection: str, rows: list[dict]) -> None:
         try:
@@ -614,17 +654,20 @@ class MilvusIndex:
     def _remove_old(self, keep_names: set[str]) -> None:
         """Drop rows no kept manifest refers to: replaced generations and what a killed commit left."""
         keep_gens: set[str] = set()
+        keep_layers: set[str] = set()
         for name in keep_names:
             try:
-                manifest, _ = _read_manifest(self.client, self.prefix, name)
+                manifest, state = _read_manifest(self.client, self.prefix, name)
             except IndexError_:
                 continue
             keep_gens |= {s["gen"] for s in manifest.sources.values()}
+            keep_layers |= set(state["df_layers"])
         try:
             self.client.delete(self._chunks, filter=f'not {_in("gen", sorted(keep_gens))}' if keep_gens else "pk != ''")
             self.client.delete(self._pages, filter=f'not {_in("gen", sorted(keep_gens))}' if keep_gens else "pk != ''")
             self.client.delete(self._meta, filter=f'kind == "srcdf" and not {_in("name", sorted(keep_gens))}')
-            self.client.delete(self._meta, filter=f'kind in ["df", "manifest"] and not {_in("name", sorted(keep_names))}')
+            self.client.delete(self._meta, filter=f'kind == "df" and not {_in("name", sorted(keep_layers))}')
+            self.client.delete(self._meta, filter=f'kind == "manifest" and not {_in("name", sorted(keep_names))}')
             pointers = sorted(r["pk"] for r in self._query(self._meta, 'kind == "pointer"', ["pk"]))
             if len(pointers) > _KEEP_POINTERS:
                 self.client.delete(self._meta, ids=pointers[:-_KEEP_POINTERS])
