@@ -98,7 +98,7 @@ def _refresh_cards(settings: Settings) -> None:
     from rag.cards import cards_for_index
 
     pipeline = _open_pipeline(settings)
-    found = cards_for_index(pipeline, Path(settings.index_dir), progress=lambda source: print(f"… 制度カードを作成: {source}", file=sys.stderr))
+    found = cards_for_index(pipeline, Path(settings.index_dir), progress=lambda source: print(f"… 制度カードのために読んでいます: {source}", file=sys.stderr))
     if found:
         print(f"制度カード: {len(found)}件（`rag schemes --cards` で表示）")
 

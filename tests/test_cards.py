@@ -273,7 +273,7 @@ def test_rag_ingest_makes_the_cards_and_schemes_reads_them_without_rebuilding(tm
     make_pdf(corpus / SCHEME, scheme_pages())
     assert main(["ingest", "--corpus", str(corpus), "--index", str(index)]) == 0
     captured = capsys.readouterr()
-    assert f"制度カードを作成: {SCHEME}" in captured.err and "制度カード: 1件" in captured.out
+    assert f"制度カードのために読んでいます: {SCHEME}" in captured.err and "制度カード: 1件" in captured.out
     cached = json.loads((index / CARDS_FILE).read_text(encoding="utf-8"))["cards"][SCHEME]["card"]
     assert cached["fields"]["補助上限額"]["page"] >= 1
     # Shown from the cache: nothing is read again.
