@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.answering.features import FEATURES
+from rag.jsonfile import read_or_raise, write_atomically
 
 MODEL_FILE = Path(__file__).resolve().parent.parent / "data" / "answer_model.json"
 FORMAT = 2
@@ -156,19 +157,12 @@ class AnswerModel:
             raise ModelError(f"回答モデルを読めません（{where}: {exc}）。`rag train` で作り直してください") from None
 
     def save(self, path: Path) -> None:
-        """Written to a temporary file, then renamed: a reader never sees half a model."""
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(path, self.to_json() + "\n")
 
 
 def load_model(path: Path | None = None) -> AnswerModel:
     path = Path(path or MODEL_FILE)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ModelError(f"回答モデルがありません（{path}: {exc.strerror}）。`rag train` で作ってください") from None
+    text = read_or_raise(path, lambda path, why: ModelError(f"回答モデルがありません（{path}: {why}）。`rag train` で作ってください"))
     return AnswerModel.from_json(text, str(path))
 
 

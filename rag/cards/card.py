@@ -27,9 +27,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import os
 import re
-import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +37,7 @@ from rag.cards.features import Cited, FieldView, candidates
 from rag.cards.fields import ORG
 from rag.cards.layout import Layout, layout
 from rag.cards.model import CardModel, load_card_model
+from rag.jsonfile import write_atomically
 from rag.schema import Page
 
 FIELDS = (
@@ -316,10 +315,7 @@ def _read_cache(path: Path) -> dict:
 
 
 def _write_cache(path: Path, entries: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps({"format": CARD_FORMAT, "cards": entries}, ensure_ascii=False, indent=1), encoding="utf-8")
-    # Readers see the old file or the new one, never half of one.
-    os.replace(tmp, path)
+    write_atomically(path, json.dumps({"format": CARD_FORMAT, "cards": entries}, ensure_ascii=False, indent=1))
 
 
 def cards_for_index(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.cards.features import FEATURES
+from rag.jsonfile import read_or_raise, write_atomically
 
 MODEL_FILE = Path(__file__).resolve().parent.parent / "data" / "card_model.json"
 FORMAT = 1
@@ -79,19 +80,12 @@ class CardModel:
             raise CardModelError(f"カードのモデルを読めません（{where}: {exc}）。`python -m rag.cards.train` で作り直してください") from None
 
     def save(self, path: Path) -> None:
-        """Written to a temporary file, then renamed: a reader never sees half a model."""
-        path = Path(path)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(self.to_json() + "\n", encoding="utf-8")
-        tmp.replace(path)
+        write_atomically(path, self.to_json() + "\n")
 
 
 def load_card_model(path: Path | None = None) -> CardModel:
     path = Path(path or MODEL_FILE)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise CardModelError(f"カードのモデルがありません（{path}: {exc.strerror}）。`python -m rag.cards.train` で作ってください") from None
+    text = read_or_raise(path, lambda path, why: CardModelError(f"カードのモデルがありません（{path}: {why}）。`python -m rag.cards.train` で作ってください"))
     return CardModel.from_json(text, str(path))
 
 
