@@ -53,12 +53,15 @@ def _open_pipeline(settings: Settings):
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from rag.embeddings import load_embedder
     from rag.ingest import ingest
 
     settings = _settings(args)
+    # Loaded once: the ingest embeds with it, and the cards' answerer reads the index with it.
+    embedder = load_embedder(settings.embedder)
     bar = _ProgressBar.create()
     try:
-        report = ingest(settings, rebuild=args.rebuild, progress=bar)
+        report = ingest(settings, rebuild=args.rebuild, progress=bar, embedder=embedder)
     finally:
         if bar:
             bar.close()
@@ -88,16 +91,17 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     elif report.changed or report.rebuilt:
         print(f"索引を更新しました: {settings.index_dir}")
         if args.cards:
-            _refresh_cards(settings)
+            _refresh_cards(settings, embedder)
     return 1 if report.failed else 0
 
 
-def _refresh_cards(settings: Settings) -> None:
+def _refresh_cards(settings: Settings, embedder) -> None:
     """Scheme cards are made at ingest, so the first `rag schemes --cards` or page view waits for
     none; only documents whose sha256 changed are read again (the cache beside the index)."""
     from rag.cards import cards_for_index
+    from rag.pipeline import Pipeline
 
-    pipeline = _open_pipeline(settings)
+    pipeline = Pipeline.load(settings, embedder=embedder)
     found = cards_for_index(pipeline, Path(settings.index_dir), progress=lambda source: print(f"… 制度カードのために読んでいます: {source}", file=sys.stderr))
     if found:
         print(f"制度カード: {len(found)}件（`rag schemes --cards` で表示）")

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from rag.cards import values as cv
+from rag.cards.compose import clean
 from rag.cards.features import Cited, FieldView, candidates
 from rag.cards.fields import ORG
 from rag.cards.layout import Layout, layout
@@ -152,10 +153,6 @@ def is_scheme_document(pages: Iterable[Page]) -> bool:
 # ------------------------------------------------------------------ the scheme's name
 
 
-def _clean(text: str) -> str:
-    return re.sub(r"\s+", " ", text).strip()
-
-
 def scheme_name(pages: list[Page], cover: str) -> tuple[str, int, str, float] | None:
     """(name with 回/枠, page, quoted line, confidence) from the cover, else the most named scheme.
 
@@ -163,9 +160,9 @@ def scheme_name(pages: list[Page], cover: str) -> tuple[str, int, str, float] | 
     document that starts mid-pamphlet (an excerpt) is named by the scheme it mentions most.
     """
     first = pages[0] if pages else None
-    lines = [_clean(line) for line in cover.split("\n") if line.strip()]
+    lines = [clean(line) for line in cover.split("\n") if line.strip()]
     if first is not None:
-        lines += [_clean(line) for line in first.text.split("\n")[:8] if line.strip()]
+        lines += [clean(line) for line in first.text.split("\n")[:8] if line.strip()]
     name_line = next((line for line in lines if _SCHEME_WORD.search(line) and len(line) <= 60), None)
     if name_line is not None and first is not None:
         # A title broken over lines (「ものづくり・商業・サービス」/「生産性向上促進補助金」) is joined back.
@@ -213,7 +210,7 @@ def _organisation_on_cover(first: Page | None) -> tuple[str, str] | None:
     if first is None:
         return None
     for line in first.text.split("\n"):
-        line = _clean(line)
+        line = clean(line)
         core = re.sub(r"[（(][^）)]*[）)]$", "", line)
         if 2 < len(line) <= 60 and re.search(ORG + r"$", core) and not line.endswith("。"):
             return line, line
