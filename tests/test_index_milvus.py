@@ -295,6 +295,35 @@ def test_bad_settings_give_one_clear_line(milvus_default, embedder, tmp_path):
         open_index(milvus_default, embedder="intfloat/multilingual-e5-small", dimension=384)
 
 
+def test_a_refused_token_says_so_and_names_the_token_setting(tmp_path):
+    """A Milvus server with authentication on cannot run here (it needs Docker, etcd and MinIO),
+    and Milvus Lite has no authentication.  So a real gRPC server on 127.0.0.1 stands in for the
+    server's authentication step only: like Milvus' AuthenticationInterceptor, it answers every
+    call with UNAUTHENTICATED and Milvus' own words.  The client side is the real pymilvus."""
+    from concurrent import futures
+
+    import grpc
+
+    refusal = "auth check failure, please check username and password are correct"
+
+    class Refuse(grpc.ServerInterceptor):
+        def intercept_service(self, continuation, details):
+            return grpc.unary_unary_rpc_method_handler(lambda request, context: context.abort(grpc.StatusCode.UNAUTHENTICATED, refusal))
+
+    server = grpc.server(futures.ThreadPoolExecutor(2), interceptors=[Refuse()])
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    try:
+        settings = Settings(index=IndexSettings(backend="milvus", milvus_uri=f"http://127.0.0.1:{port}", milvus_token="root:wrong"))
+        with pytest.raises(MilvusUnavailable) as err:
+            open_index(settings)
+    finally:
+        server.stop(None)
+    message = str(err.value)
+    assert "\n" not in message and "認証で拒否" in message and refusal in message and "RAG_INDEX__MILVUS_TOKEN" in message
+    assert "接続できません" not in message
+
+
 def test_cli_ingest_and_ask_on_milvus_give_the_local_answers(tmp_path, embedder):
     """`rag ingest --corpus DIR` then `rag ask --json -` with RAG_INDEX__BACKEND / RAG_INDEX__MILVUS_URI."""
     from rag.pipeline import Pipeline

@@ -173,13 +173,33 @@ def _open_client(uri: str, token: str | None, timeout_s: float):
     return client
 
 
+def _refusal(exc: BaseException | None) -> str | None:
+    # A server that refuses the token answers the client's first call with gRPC UNAUTHENTICATED,
+    # and pymilvus reports that as "Fail connecting to server ... or server unavailable", keeping
+    # the gRPC error only as the cause: so the whole chain is looked at, not the message alone.
+    # Returns the server's own words, or None when nothing in the chain is a refusal.
+    seen = set()
+    while exc is not None and id(exc) not in seen:  # chains of exceptions can loop
+        seen.add(id(exc))
+        code = getattr(exc, "code", None)
+        code = code() if callable(code) else code
+        details = getattr(exc, "details", None)
+        text = (details() if callable(details) else None) or str(getattr(exc, "message", None) or exc)
+        if getattr(code, "name", None) in ("UNAUTHENTICATED", "PERMISSION_DENIED") or any(
+            w in text.lower() for w in ("auth", "token", "password", "permission", "unauthenticated", "credential")
+        ):
+            return " ".join(text.split())[:160]
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def _explain(uri: str, exc: Exception) -> str:
     # MilvusException carries a readable .message; its str() wraps it in a repr.
     text = " ".join(str(getattr(exc, "message", None) or exc).split())[:160]
-    lowered = text.lower()
-    if any(w in lowered for w in ("auth", "token", "password", "permission", "unauthenticated", "credential")):
+    refusal = _refusal(exc)
+    if refusal:
         return (
-            f"Milvus（{uri}）に認証で拒否されました（{text}）。"
+            f"Milvus（{uri}）に認証で拒否されました（{refusal}）。"
             "RAG_INDEX__MILVUS_TOKEN に正しいトークン（ユーザー:パスワード または API キー）を設定してください"
         )
     if uri.endswith(".db"):
