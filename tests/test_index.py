@@ -91,25 +91,12 @@ def test_ask_on_a_missing_index_folder_is_a_clear_message(tmp_path):
     assert result.returncode == 2 and "rag ingest" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_bm25_from_stored_term_counts_scores_exactly_like_bm25s_from_token_strings(default_settings):
-    """The fast path (counts stored at add time, matrix built in numpy) must equal the simple one:
-    bm25s fed every chunk's token strings."""
-    import bm25s
-
-    from rag.chunking import indexable_text
-    from rag.tokenize import get_splitter
-
+def test_bm25_scored_at_query_time_equals_bm25s_from_token_strings(default_settings):
+    """The index's path (counts stored at add time, scored per query from segments) must equal
+    the simple one, bitwise: bm25s fed every chunk's token strings."""
     index = LocalIndex.open(default_settings.index_dir)
-    chunks = list(index.iter_chunks())
-    splitter = get_splitter(index.manifest.tokenizer)
-    reference = bm25s.BM25()
-    reference.index([splitter(indexable_text(c)) or [""] for c in chunks], show_progress=False)
-    assert set(reference.vocab_dict) == set(index._bm25.vocab_dict)
-    for query in ["デジタル実装 地方公共団体 2027年度", "こども家庭センター", "転職なき移住 テレワーク", "5G 人口カバー率"]:
-        tokens = splitter(query)
-        expected = reference.get_scores([t for t in tokens if t in reference.vocab_dict])
-        actual = index._bm25.get_scores([t for t in tokens if t in index._bm25.vocab_dict])
-        assert expected.max() > 0 and np.array_equal(expected, actual), query
+    queries = ["デジタル実装 地方公共団体 2027年度", "こども家庭センター", "転職なき移住 テレワーク", "5G 人口カバー率"]
+    _assert_bm25_equals_bm25s_from_strings(index, queries)
 
 
 def test_a_table_of_contents_is_recognised_by_its_dot_leaders():
@@ -146,13 +133,15 @@ def _assert_bm25_equals_bm25s_from_strings(index, queries):
     split = get_splitter(index.manifest.tokenizer)
     reference = bm25s.BM25()
     reference.index([split(indexable_text(c)) or [""] for c in index.iter_chunks()], show_progress=False)
-    assert set(reference.vocab_dict) == set(index._bm25.vocab_dict)
+    # bm25s always adds the empty token; the index holds it only when a chunk has no token.
+    assert set(reference.vocab_dict) - {""} == set(index._vocab) - {""}
     scored = 0
     for query in queries:
         known = [t for t in split(query) if t in reference.vocab_dict]
         if known:  # bm25s refuses an empty query
-            assert np.array_equal(reference.get_scores(known), index._bm25.get_scores(known)), query
-            scored += reference.get_scores(known).max() > 0
+            expected = reference.get_scores(known)
+            assert np.array_equal(expected, index._bm25.scores([index._vocab[t] for t in known])), query
+            scored += expected.max() > 0
     assert scored >= 2
 
 
@@ -214,6 +203,52 @@ def test_a_commit_tokenises_only_the_added_chunks_and_bm25_stays_exact(tmp_path,
     db.close()
     assert stored == live and "c:保育" not in stored
     assert index.sparse_search("保育", 5) == []
+
+
+def test_many_small_commits_merge_segments_and_bm25_stays_exact(tmp_path):
+    """One commit per file, then removals: segments stay few, deleted rows never score, and
+    every score still equals bm25s's on the live chunks."""
+    from rag.config import IndexSettings
+    from rag.index import Manifest
+    from rag.index.bm25_segments import MAX_SEGMENTS, Stats
+    from rag.schema import Chunk, SourceInfo
+
+    topics = ["避難所", "保育所", "観光", "交通", "水道", "図書館", "農業", "漁業", "商店街", "医療", "介護", "教育"]
+
+    def add(index, name, topic, extra="", commit=True):
+        texts = [f"{topic}の計画。{topic}を見直す。{extra}", f"{topic}と防災の連携。", "共通の方針。"]
+        chunks = [Chunk(Chunk.make_id(name, i, 0), name, i + 1, "", t, 0, len(t)) for i, t in enumerate(texts)]
+        vectors = np.random.default_rng(len(name)).normal(size=(len(chunks), 8)).astype(np.float32)
+        index.add_source(SourceInfo(name, "0" * 64, name, 3, len(chunks)), [], chunks, vectors)
+        if commit:
+            index.commit()
+
+    manifest = Manifest(embedder="test", dimension=8, tokenizer=IndexSettings().tokenizer, chunking={})
+    index = LocalIndex.empty(tmp_path / "idx", manifest)
+    for i, topic in enumerate(topics):
+        add(index, f"f{i:02d}.txt", topic)
+    for name, topic in (("g1.txt", "公園"), ("g2.txt", "河川"), ("g3.txt", "道路")):  # one segment of three
+        add(index, name, topic, commit=False)
+    index.commit()
+    queries = ["避難所 防災", "観光 計画", "医療 介護", "共通 方針"]
+    stats = Stats.read(index.version_dir / "bm25")
+    assert len(stats.segments) == MAX_SEGMENTS  # twelve commits, merged down
+    _assert_bm25_equals_bm25s_from_strings(index, queries)
+
+    # Removing most of a segment's files rebuilds it without them; replacing a file moves it.
+    for name in ("f00.txt", "f01.txt", "f02.txt", "f05.txt", "g1.txt", "g2.txt"):
+        index.delete_source(name)
+    add(index, "f03.txt", "交通", "バスを増やす。")
+    index = LocalIndex.open(tmp_path / "idx")
+    gone = {"f00.txt", "f01.txt", "f02.txt", "f05.txt"}
+    assert set(index.manifest.sources) == {f"f{i:02d}.txt" for i in range(len(topics))} - gone | {"g3.txt"}
+    stats = Stats.read(index.version_dir / "bm25")
+    assert all(s.rows() - s.live_rows() <= s.live_rows() for s in stats.segments)
+    _assert_bm25_equals_bm25s_from_strings(index, queries + ["交通 バス", "道路 公園"])
+    assert index.sparse_search("避難所", 5) == []
+    top = index.sparse_search("交通 バス", 3)
+    assert index.get_chunks([top[0][0]])[0].source == "f03.txt"
+    assert {index.get_chunks([cid])[0].source for cid, _ in index.sparse_search("防災", 20, sources={"f04.txt"})} == {"f04.txt"}
 
 
 def test_an_index_of_the_previous_format_is_refused_then_rebuilt_by_ingest(tmp_path, embedder):

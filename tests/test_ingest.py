@@ -91,9 +91,9 @@ def test_a_crash_while_writing_leaves_the_previous_index_live(corpus, tmp_path, 
     versions_before = sorted(p.name for p in settings.index_dir.iterdir())
 
     # Fault injection: the BM25 writer dies half-way, as a killed process or a full disk would.
-    def boom(self, path, chunks):
+    def boom(self, path, *args):
         path.mkdir()
-        (path / "params.index.json").write_text("{", encoding="utf-8")
+        (path / "stats.json").write_text("{", encoding="utf-8")
         raise OSError("disk full")
 
     monkeypatch.setattr(LocalIndex, "_write_bm25", boom)

@@ -1,6 +1,6 @@
 """The search index: one small interface (:class:`SearchIndex`), two implementations.
 
-- :mod:`rag.index.local`: FAISS + bm25s + SQLite in one folder (the default; offline).
+- :mod:`rag.index.local`: FAISS + BM25 segments + SQLite in one folder (the default; offline).
 - :mod:`rag.index.milvus`: Milvus through pymilvus' ``MilvusClient`` — Milvus Lite (a
   local file) or a Milvus server/cluster by URI; all state lives in Milvus.
 

@@ -19,7 +19,9 @@ from rag.schema import Chunk, Page, SourceInfo
 # 3: commits cost what changed: the local index stores each chunk's BM25 term counts
 #    (rag.index.chunk_terms); Milvus keeps document frequencies in layers and each
 #    generation's contribution as JSON (rag.index.milvus).
-FORMAT_VERSION = 3
+# 4: the local index scores BM25 at query time from segments of term counts
+#    (rag.index.bm25_segments) instead of bm25s's precomputed score matrix.
+FORMAT_VERSION = 4
 
 
 class IndexError_(Exception):  # trailing underscore: IndexError is a builtin

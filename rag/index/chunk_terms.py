@@ -1,10 +1,10 @@
 """Each chunk's BM25 terms, counted once when its file is added and kept in the index's SQLite file.
 
 BM25's statistics (document count, mean length, document frequencies) change with every
-added or removed file, so the local index rebuilds bm25s's score matrix on every commit.
-Tokenising the whole corpus for that costs about 2–3 ms a chunk (minutes at 100,000
-chunks); reading back the counts stored here costs a few seconds there, most of it
-memory.  So a chunk is tokenised exactly once, when :meth:`LocalIndex.add_source` receives it.
+added or removed file; both backends keep them up to date from the counts stored here, and
+the local index also builds its segments from them (rag.index.bm25_segments).  Tokenising
+costs about 2–3 ms a chunk (minutes at 100,000 chunks), so a chunk is tokenised exactly
+once, when :meth:`LocalIndex.add_source` receives it.
 
 Two tables in the version's ``chunks.sqlite``:
 
@@ -63,11 +63,7 @@ class Vocabulary:
     def __init__(self, ids: dict[str, int]):
         self.ids = ids
         self._next = max(ids.values(), default=-1) + 1
-        self._first_new = self._next
-
-    @classmethod
-    def read(cls, db: sqlite3.Connection) -> Vocabulary:
-        return cls(dict(db.execute("SELECT term, id FROM terms").fetchall()))
+        self.first_new = self._next
 
     def encode(self, chunk_tokens: Iterable[Sequence[str]]) -> SourceTerms:
         """The term counts of a file's chunks, given each chunk's tokens in row order."""
@@ -88,28 +84,37 @@ class Vocabulary:
             self._next += 1
         return found
 
+    def size(self) -> int:
+        """One more than the largest id given out."""
+        return self._next
+
     def write_new(self, db: sqlite3.Connection) -> None:
         """Insert the terms this commit added (the live ones are already in the copied file)."""
         db.executemany(
-            "INSERT INTO terms VALUES (?, ?)", ((i, t) for t, i in self.ids.items() if i >= self._first_new)
+            "INSERT INTO terms VALUES (?, ?)", ((i, t) for t, i in self.ids.items() if i >= self.first_new)
         )
 
 
-def read_sources(db: sqlite3.Connection) -> Iterator[SourceTerms]:
-    """Each file's counts, in row order (the order of the FAISS rows and of bm25s's documents).
+def read_sources(db: sqlite3.Connection, sources: Sequence[str] | None = None) -> Iterator[SourceTerms]:
+    """The given files' counts (default: every file's), in row order.
 
-    One file at a time: at 10^5 chunks all counts together are ~50 M pairs (400 MB), and the
-    BM25 build never needs them all at once.
+    One file at a time: at 10^5 chunks all counts together are ~50 M pairs (400 MB), and no
+    reader needs them all at once.
     """
     # A file's chunks hold consecutive rows (added together, removed together), so files in
     # order of their first row give the chunks in row order.
-    for pairs, ids, counts in db.execute("SELECT pairs, ids, counts FROM source_terms ORDER BY first_row"):
+    query = "SELECT pairs, ids, counts FROM source_terms"
+    if sources is None:
+        rows = db.execute(query + " ORDER BY first_row")
+    else:
+        rows = db.execute(query + f" WHERE source IN ({','.join('?' * len(sources))}) ORDER BY first_row", list(sources))
+    for pairs, ids, counts in rows:
         yield SourceTerms(*(np.frombuffer(blob, dtype=_INT32) for blob in (pairs, ids, counts)))
 
 
-def prune(db: sqlite3.Connection, df: np.ndarray) -> dict[str, int]:
-    """Delete the terms no chunk uses (``df`` is the document frequency by id) and return the rest."""
-    stored = db.execute("SELECT id, term FROM terms").fetchall()
-    used = {i: t for i, t in stored if i < len(df) and df[i] > 0}
-    db.executemany("DELETE FROM terms WHERE id = ?", ((i,) for i, _ in stored if i not in used))
-    return {t: i for i, t in used.items()}
+def prune(db: sqlite3.Connection, vocab: Vocabulary, change: np.ndarray, df: np.ndarray) -> None:
+    """Delete the terms no chunk uses any more: those whose document frequency ``df`` fell to 0
+    by this commit's ``change``, and new ones that only a file removed in the same commit had."""
+    new = np.arange(len(df)) >= vocab.first_new
+    gone = np.flatnonzero((df == 0) & ((change < 0) | new))
+    db.executemany("DELETE FROM terms WHERE id = ?", ((int(i),) for i in gone))

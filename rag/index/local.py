@@ -1,8 +1,8 @@
-"""The embedded index: FAISS + bm25s + SQLite in one folder.
+"""The embedded index: FAISS + BM25 segments + SQLite in one folder.
 
 The embedded :class:`LocalIndex` keeps chunks and pages in SQLite, vectors in
-FAISS's own file format and BM25 in bm25s's own format (numpy arrays saved
-without pickle, JSON vocabulary), so loading an index never executes code.
+FAISS's own file format and BM25's term counts as numpy arrays saved without pickle
+(rag.index.bm25_segments), so loading an index never executes code.
 
 On disk an index folder holds ``CURRENT`` (the name of the live version) and
 version folders.  A commit builds a new version in a temporary folder, renames
@@ -11,9 +11,10 @@ previous index intact and a reader never sees a half-written one.
 
 A commit costs what changed, not the corpus: it copies the live version's SQLite
 file and deletes and inserts only the removed and added sources' rows; each chunk's
-BM25 term counts were stored when it was added (:mod:`rag.index.chunk_terms`), so
-the BM25 matrix is rebuilt without tokenising any old chunk; and when nothing was
-removed, the live FAISS index is extended rather than rebuilt.
+BM25 term counts were stored when it was added (:mod:`rag.index.chunk_terms`), and
+BM25 is scored at query time from segments of those counts, so a commit writes the
+added files' segment and hard-links the others; and when nothing was removed, the live
+FAISS index is extended rather than rebuilt.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.chunking import indexable_text
-from rag.index import chunk_terms
+from rag.index import bm25_segments, chunk_terms
 from rag.index.base import (
     FORMAT_VERSION,
     IncompatibleEmbedder,
@@ -86,7 +87,7 @@ def _load_manifest(version_dir: Path) -> Manifest:
 
 
 class LocalIndex:
-    """FAISS + bm25s + SQLite in one folder.  Reads are thread-safe; writes are staged until :meth:`commit`."""
+    """FAISS + BM25 segments + SQLite in one folder.  Reads are thread-safe; writes are staged until :meth:`commit`."""
 
     def __init__(self, index_dir: Path, manifest: Manifest, version_dir: Path | None, settings_hnsw: tuple[int, int, int]):
         self.index_dir = Path(index_dir)
@@ -100,7 +101,8 @@ class LocalIndex:
         self._row_of: dict[str, int] = {}
         self._row_source: np.ndarray = np.zeros(0, dtype=np.int32)
         self._source_names: list[str] = []
-        self._bm25 = None
+        self._bm25: bm25_segments.SegmentedBM25 | None = None
+        self._vocab: dict[str, int] = {}
         self._faiss = None
         self._staged: _Staging | None = None
         if version_dir is not None:
@@ -140,7 +142,6 @@ class LocalIndex:
         return index
 
     def _load(self, version_dir: Path) -> None:
-        import bm25s
         import faiss
 
         db = sqlite3.connect(f"file:{version_dir / _CHUNKS}?mode=ro", uri=True, check_same_thread=False)
@@ -152,9 +153,10 @@ class LocalIndex:
         source_no = {name: i for i, name in enumerate(self._source_names)}
         self._row_source = np.array([source_no.get(r[1], -1) for r in rows], dtype=np.int32)
         if rows:
-            # Memory-mapped: the arrays stay in the page cache, shared by every process that has
-            # this version open, and a query reads only its terms' columns.
-            self._bm25 = bm25s.BM25.load(str(version_dir / _BM25), allow_pickle=False, mmap=True, show_progress=False)
+            self._vocab = dict(db.execute("SELECT term, id FROM terms").fetchall())
+            self._bm25 = bm25_segments.SegmentedBM25(version_dir / _BM25)
+            if self._bm25.rows != len(rows):
+                raise IndexIncompatible("索引の BM25 とチャンク数が一致しません。`rag ingest --rebuild` で作り直してください")
             self._faiss = faiss.read_index(str(version_dir / _DENSE))
             if self._faiss.ntotal != len(rows):
                 raise IndexIncompatible("索引のベクトル数とチャンク数が一致しません。`rag ingest --rebuild` で作り直してください")
@@ -185,11 +187,13 @@ class LocalIndex:
     def sparse_search(self, query: str, k: int, sources: Collection[str] | None = None) -> list[tuple[str, float]]:
         if self._bm25 is None:
             return []
-        tokens = [t for t in self._splitter(query) if t in self._bm25.vocab_dict]
-        if not tokens:
+        terms = [self._vocab[t] for t in self._splitter(query) if t in self._vocab]
+        if not terms:
             return []
+        scores = self._bm25.scores(terms)
         mask = self._source_mask(sources)
-        scores = self._bm25.get_scores(tokens, weight_mask=None if mask is None else mask.astype(np.float32))
+        if mask is not None:
+            scores *= mask
         return self._top(scores, k)
 
     def _top(self, scores: np.ndarray, k: int) -> list[tuple[str, float]]:
@@ -312,10 +316,7 @@ class LocalIndex:
             manifest.dense_index = self._write_dense(tmp / _DENSE, stage, manifest.chunk_count)
             db = _write_sqlite(tmp / _CHUNKS, stage)
             try:
-                if manifest.chunk_count:
-                    self._write_bm25(tmp / _BM25, db)
-                else:
-                    db.execute("DELETE FROM terms")
+                self._write_bm25(tmp / _BM25, db, stage)
                 db.commit()
             finally:
                 db.close()
@@ -361,17 +362,21 @@ class LocalIndex:
         faiss.write_index(index, str(path))
         return kind
 
-    def _write_bm25(self, path: Path, db: sqlite3.Connection) -> None:
-        from rag.index import bm25_build
-
-        def sources():
-            return chunk_terms.read_sources(db)
-
-        stats = bm25_build.corpus_stats(sources)
-        vocab = chunk_terms.prune(db, stats.df)
-        # bm25s scores a query with no known token against this empty token, as its own path does.
-        vocab.setdefault("", len(stats.df))
-        bm25_build.build(sources, stats, vocab).save(str(path), allow_pickle=False, show_progress=False)
+    def _write_bm25(self, path: Path, db: sqlite3.Connection, stage: _Staging) -> None:
+        removed = {}
+        base = stage.base
+        if base is not None and stage.dropped:
+            with base._lock:
+                removed = {source: next(chunk_terms.read_sources(base._db, [source])) for source in sorted(stage.dropped)}
+        change, df = bm25_segments.write(
+            path,
+            base._bm25 if base is not None else None,
+            removed,
+            [(source, added.terms) for source, added in stage.added.items()],
+            stage.vocab.size(),
+            lambda sources: chunk_terms.read_sources(db, sources),
+        )
+        chunk_terms.prune(db, stage.vocab, change, df)
 
     def vectors(self) -> np.ndarray:
         """All stored vectors, row-aligned with the chunks (used to carry unchanged sources into a new version)."""
@@ -400,10 +405,7 @@ class _Staging:
 
     @classmethod
     def from_index(cls, index: LocalIndex) -> _Staging:
-        vocab = chunk_terms.Vocabulary({})
-        if index._db is not None:
-            with index._lock:
-                vocab = chunk_terms.Vocabulary.read(index._db)
+        vocab = chunk_terms.Vocabulary(dict(index._vocab))
         return cls(base=index if index.version_dir is not None else None, vocab=vocab, sources=dict(index.manifest.sources))
 
     def drop(self, source: str) -> None:
