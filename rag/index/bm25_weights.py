@@ -1,11 +1,11 @@
-"""BM25 split into a document side and a query side, for engines that score sparse vectors by inner product.
+"""BM25's formula, and the same split into a document side and a query side for engines that score sparse vectors by inner product.
 
-bm25s (the local index) scores a chunk d for query tokens q as
+Both indexes score as bm25s does (the local one in rag.index.bm25_segments): a chunk d for query tokens q gets
 
     sum over t in q:  idf(t) * tf(t,d) / (tf(t,d) + k1 * (1 - b + b * len(d) / avgdl))
 
 with Lucene's ``idf(t) = log(1 + (N - df(t) + 0.5) / (df(t) + 0.5))`` and k1 = 1.5, b = 0.75
-(bm25s's defaults, which the local index uses).  The fraction depends only on the chunk and
+(bm25s's defaults).  The fraction depends only on the chunk and
 the corpus' mean length; idf depends on the whole corpus.  So a chunk's sparse vector holds
 the fraction per term (:func:`doc_weights`), and the query vector holds ``count * idf`` per
 term, computed at search time from the live document frequencies (:func:`query_weights`):
