@@ -134,6 +134,20 @@ def test_missing_wrong_and_revoked_keys_get_401(api):
         assert c.get("/openapi.json").json()["paths"]["/v1/ask"]
 
 
+def test_the_docs_pages_load_nothing_from_outside(api):
+    """LGWAN networks have no internet: /docs and /redoc must get every script and style from the API."""
+    import re
+
+    with httpx.Client(base_url=api["base"], timeout=30) as c:
+        for page in ("/docs", "/redoc"):
+            html = c.get(page).text
+            assets = re.findall(r"""(?:src|href)=["']([^"']+)["']|url: ?["']([^"']+)["']""", html)
+            urls = [a or b for a, b in assets]
+            assert urls and not [u for u in urls if u.startswith(("http:", "https:", "//"))], (page, urls)
+            for url in urls:
+                assert c.get(url).status_code == 200, url
+
+
 def test_ask_returns_the_cli_json_with_citations(api):
     with _client(api, "public") as c:
         r = c.post("/v1/ask", json={"question": "子育て応援交付金の申請の締切はいつですか？"})

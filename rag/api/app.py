@@ -16,6 +16,7 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.responses import FileResponse
+from fastapi_offline import FastAPIOffline
 from pydantic import BaseModel, Field
 
 from rag.access import DEFAULT_COLLECTION, AccessPolicy, CollectionError, collection_of
@@ -44,7 +45,9 @@ class AskRequest(BaseModel):
 def create_app(settings: Settings, service: Service | None = None) -> FastAPI:
     service = service or Service(settings)
     pool = concurrent.futures.ThreadPoolExecutor(_ANSWER_THREADS, thread_name_prefix="rag-answer")
-    app = FastAPI(
+    # FastAPIOffline: a FastAPI app whose /docs and /redoc pages load Swagger UI and ReDoc from
+    # the package, not from a CDN, so they work on networks without internet.
+    app = FastAPIOffline(
         title="政策文書RAG API",
         version="1",
         description="行政文書に、資料名・ページ付きの引用で答える API。`Authorization: Bearer <キー>` が必要です（`/healthz` を除く）。",
