@@ -250,6 +250,15 @@ def test_many_small_commits_merge_segments_and_bm25_stays_exact(tmp_path):
     assert index.get_chunks([top[0][0]])[0].source == "f03.txt"
     assert {index.get_chunks([cid])[0].source for cid, _ in index.sparse_search("防災", 20, sources={"f04.txt"})} == {"f04.txt"}
 
+    # The newest terms leave with their file, then new terms take their ids.
+    add(index, "h1.txt", "鉄道駅舎改築工事設計業務")  # more new terms than h2 brings
+    index.delete_source("h1.txt")
+    index.commit()
+    add(index, "h2.txt", "港")
+    index = LocalIndex.open(tmp_path / "idx")
+    _assert_bm25_equals_bm25s_from_strings(index, queries + ["港 計画", "鉄道駅舎 防災"])
+    assert index.sparse_search("駅舎", 5) == []
+
 
 def test_an_index_of_the_previous_format_is_refused_then_rebuilt_by_ingest(tmp_path, embedder):
     from rag.index import FORMAT_VERSION

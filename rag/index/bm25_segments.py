@@ -206,11 +206,15 @@ def write(
     """Write the next version's ``bm25/`` into ``folder``; returns how df changed, and df.
 
     ``removed``: the base's files that leave (each one's stored counts), ``added``: the new
-    files in row order, ``vocabulary_size``: one more than the largest term id in use,
+    files in row order, ``vocabulary_size``: one more than the largest term id given out,
     ``read_live``: stored counts of the given sources in the new version, in row order (for
     merges).  The change (negative where a term lost chunks) lets the caller prune terms.
     """
     folder.mkdir()
+    if base is not None:
+        # Pruned terms at the end of the base's range leave their (zero) df behind; the
+        # vocabulary may then give those ids to new terms, so df covers both ranges.
+        vocabulary_size = max(vocabulary_size, len(base.df))
     infos = [SegmentInfo(s.name, list(s.files), list(s.deleted)) for s in base.stats.segments] if base else []
     for info in infos:
         info.deleted += [source for source in info.live_files() if source in removed]
