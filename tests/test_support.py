@@ -121,7 +121,7 @@ def _compose(model: AnswerModel, question: str, order: list[str], settings: Answ
     pages = {6: APPLY}
     hits, ranked = _candidates(pages, order)
     ranking = Ranking(hits, ranked, _view(question), 0.9, model)
-    return Composer(settings or AnswerSettings(), _Pages(pages)).compose(question, ranking, hits, {})
+    return Composer(settings or AnswerSettings(further_lines=2), _Pages(pages)).compose(question, ranking, hits, {})
 
 
 def test_the_composer_quotes_the_line_the_model_finds_likely_and_not_the_others():
@@ -180,3 +180,5 @@ def test_the_confidence_shown_follows_the_completed_answers_and_declining_the_be
     mid = (shown > 0.5) & (shown < 0.7)
     assert mid.sum() > 30 and abs(completed[mid].mean() - shown[mid].mean()) < 0.1
     assert all(model.confidence(j.score) > model.evidence(j.score) for j in judged)
+    # With no further lines quoted no answer changes, and the calibration is what is shown.
+    assert fit_shown(judged, [j.right for j in judged], names) is None
