@@ -88,13 +88,16 @@ class OfflineAnswerer:
         # A question about another edition or variant than the one the document describes (第21次 in
         # the 第20次 公募要領) is unanswerable by construction, however close the dates read: a veto,
         # not a weight (the Q&A has too few such questions to learn it from).
-        if ranking.confidence < decline or ranking.feature("other_edition"):
+        evidence = ranking.confidence if ranking.evidence is None else ranking.evidence
+        if evidence < decline or ranking.feature("other_edition"):
             abstained = self.abstain(text, hits, titles)
-            abstained.evidence = abstained.confidence = ranking.confidence
+            abstained.evidence, abstained.confidence = evidence, ranking.confidence
             return abstained
         answer = self.composer.compose(text, ranking, hits, titles)
-        answer.evidence = answer.confidence = ranking.confidence
-        answer.low_confidence = ranking.confidence < model.low_below
+        answer.evidence, answer.confidence = evidence, ranking.confidence
+        # Marked on the evidence, as declining is: whether the best line answers, not how many
+        # further lines happened to complete it.
+        answer.low_confidence = evidence < model.low_below
         return answer
 
     def abstain(self, question: str, hits: list[Hit], titles: dict[str, str]) -> Answer:

@@ -4,7 +4,8 @@ A model is a logistic regression over :data:`rag.answering.features.FEATURES` (t
 score of a candidate sentence) and a second, question-level logistic regression (the
 calibration): the probability that the answer quoting the best candidate is right, from
 that candidate's score, its lead over the runner-up and a few of its features.  Thresholds on that probability
-decide between answering, answering with 「確度：低」 and declining.  All of it is
+decide between answering, answering with 「確度：低」 and declining.  A third, small one
+(:mod:`rag.answering.support`) orders the further lines an answer may quote.  All of it is
 fitted by :mod:`rag.answering.train` on the development Q&A; loading never executes
 code (plain JSON, no pickle), and a file whose feature list differs from this
 version's is refused rather than misread.
@@ -83,24 +84,40 @@ class AnswerModel:
     bias: float
     # P(answer right) = σ(bias + score·best score + margin·lead over the runner-up + Σ w·feature of the best).
     calibration: dict[str, float] = field(default_factory=lambda: {"bias": 0.0, "score": 1.0, "margin": 0.0})
-    decline_below: float = 0.3  # calibrated probability under which the answerer declines
-    low_below: float = 0.5  # …and under which it answers with 「確度：低」
+    decline_below: float = 0.3  # evidence (calibrated probability) under which the answerer declines
+    low_below: float = 0.5  # …and under which it answers with 「確度：低」 (also on the evidence)
     fitted_on: dict = field(default_factory=dict)  # documents, questions, rows: provenance for the README
     format: int = FORMAT
+    # Which further lines an answer quotes beside its best one (rag.answering.support), fitted with
+    # the weights; absent in a file written before it, and then the composer's fixed rule decides.
+    support: dict | None = None
+    # The confidence shown: the same regression fitted on answers as shown, with their further lines.
+    # ``calibration`` (fitted on answers without them) says whether the best line answers: declining
+    # is decided on it.  None in a file written before it: the calibration is shown.
+    shown: dict[str, float] | None = None
 
     def __post_init__(self) -> None:
         self._w = np.asarray(self.weights, dtype=np.float64)
         self.calibration = dict(self.calibration)
         self._columns = {n: i for i, n in enumerate(self.names)}
         self._calibration_columns = [(n, self._columns[n]) for n in CALIBRATION_FEATURES if n in self._columns]
-        numbers = [*self.weights, self.bias, *self.calibration.values(), self.decline_below, self.low_below]
+        self.shown = dict(self.shown) if self.shown is not None else None
+        numbers = [*self.weights, self.bias, *self.calibration.values(), *(self.shown or {}).values(), self.decline_below, self.low_below]
         if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers):
             raise ModelError("回答モデルに数でない値（NaN など）があります。`rag train` で作り直してください")
         if not 0 <= self.decline_below <= self.low_below <= 1:
             raise ModelError("回答モデルのしきい値が 0 ≤ 回答しない ≤ 確度：低 ≤ 1 になっていません。`rag train` で作り直してください")
-        unknown = set(self.calibration) - {"bias", "score", "margin", *CALIBRATION_FEATURES}
+        unknown = (set(self.calibration) | set(self.shown or {})) - {"bias", "score", "margin", *CALIBRATION_FEATURES}
         if unknown:
             raise ModelError(f"確度の較正に知らない項目があります（{sorted(unknown)}）。`rag train` で作り直してください")
+        self.further = None
+        if self.support is not None:
+            from rag.answering.support import SupportModel
+
+            try:
+                self.further = SupportModel.from_dict(self.support)
+            except (TypeError, ValueError) as exc:
+                raise ModelError(f"回答モデルの引用を添える判断を読めません（{exc}）。`rag train` で作り直してください") from None
 
     def scores(self, matrix: np.ndarray) -> np.ndarray:
         """The log-odds that each row's candidate holds the answer."""
@@ -109,12 +126,18 @@ class AnswerModel:
         return matrix @ self._w + self.bias
 
     def confidence(self, score: float, margin: float = 0.0, row: np.ndarray | None = None) -> float:
-        """Calibrated probability that the answer quoting the best candidate is right.
+        """Calibrated probability that the answer as shown (with its further lines) is right.
 
         ``score``: the best candidate's log-odds; ``margin``: its lead over the runner-up;
         ``row``: its feature vector.
         """
-        cal = self.calibration
+        return self._calibrated(self.shown or self.calibration, score, margin, row)
+
+    def evidence(self, score: float, margin: float = 0.0, row: np.ndarray | None = None) -> float:
+        """Calibrated probability that the best candidate answers (what declining is decided on)."""
+        return self._calibrated(self.calibration, score, margin, row)
+
+    def _calibrated(self, cal: dict[str, float], score: float, margin: float, row: np.ndarray | None) -> float:
         z = cal.get("bias", 0.0) + cal.get("score", 1.0) * score + cal.get("margin", 0.0) * margin
         if row is not None:
             z += sum(cal.get(n, 0.0) * float(row[i]) for n, i in self._calibration_columns)

@@ -34,8 +34,9 @@ class Ranking:
     hits: list[Hit]  # best-answering passage first
     candidates: list[Candidate]  # best first
     view: QuestionView
-    confidence: float  # calibrated probability that an answer quoting candidates[0] is right
+    confidence: float  # calibrated probability that an answer quoting candidates[0] is right, as shown
     model: AnswerModel  # the weights and thresholds it was scored with
+    evidence: float | None = None  # …that candidates[0] answers, declining is decided on it (None: confidence)
 
     @property
     def terms(self) -> list[str]:
@@ -162,7 +163,8 @@ def _ordered(hits: list[Hit], found: list[Candidate], view: QuestionView, model:
     best = found[0]
     lead = margin([c.score for c in found[:2]], model.bias)
     confidence = model.confidence(logit(best.score), lead, best.row)
-    return Ranking([hits[i] for i in order], found, view, confidence, model)
+    evidence = model.evidence(logit(best.score), lead, best.row)
+    return Ranking([hits[i] for i in order], found, view, confidence, model, evidence)
 
 
 def _alternatives(question: str, terms: list[str]) -> dict[str, set[str]]:
