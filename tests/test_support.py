@@ -117,8 +117,8 @@ APPLY = (
 )
 
 
-def _compose(model: AnswerModel, question: str, order: list[str], settings: AnswerSettings | None = None):
-    pages = {6: APPLY}
+def _compose(model: AnswerModel, question: str, order: list[str], settings: AnswerSettings | None = None, pages=None):
+    pages = pages or {6: APPLY}
     hits, ranked = _candidates(pages, order)
     ranking = Ranking(hits, ranked, _view(question), 0.9, model)
     return Composer(settings or AnswerSettings(further_lines=2), _Pages(pages)).compose(question, ranking, hits, {})
@@ -136,6 +136,23 @@ def test_the_composer_quotes_the_line_the_model_finds_likely_and_not_the_others(
     # Under a threshold it does not reach, nothing further is quoted; with no lines allowed, none either.
     assert "2026年7月25日" not in _compose(_model({"adds_new_number": 6.0}, -3.0, threshold=0.99), question, order).text
     assert "2026年7月25日" not in _compose(_model({"adds_new_number": 6.0}, -3.0), question, order, AnswerSettings(further_lines=0)).text
+
+
+def test_a_further_line_comes_from_the_best_lines_page_only_unless_told_otherwise():
+    # The figure the quote lacks stands on another page: quoting it would cite a page the
+    # answer's own line does not come from.  One sentence for the fixed rule, so only the pair
+    # model could add it.
+    pages = {
+        6: "申請の方法\n申請は電子申請で受け付けます。\n申請には事業計画書が必要です。\n提出先は事務局です。",
+        9: "参考\n前回の締切は2025年7月25日でした。",
+    }
+    order = ["申請は電子申請で受け付けます。", "申請には事業計画書が必要です。", "提出先は事務局です。", "前回の締切は2025年7月25日でした。"]
+    question = "申請はいつまで受け付けますか？"
+    model = _model({"adds_new_number": 6.0}, -3.0)
+    same_page = AnswerSettings(max_sentences=1, further_lines=2)
+    assert "2025年7月25日" not in _compose(model, question, order, same_page, pages=pages).text
+    anywhere = AnswerSettings(max_sentences=1, further_lines=2, further_same_page=False)
+    assert "2025年7月25日" in _compose(model, question, order, anywhere, pages=pages).text
 
 
 def test_the_further_line_model_is_stored_as_json_beside_its_feature_names(tmp_path):
