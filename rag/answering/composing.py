@@ -120,11 +120,12 @@ class Composer:
         for _ in range(self.settings.further_lines):
             if len(chosen) >= _MAX_LINES:
                 return  # a list or flow read in full is the answer; a line after it starts something else
-            scored = [(further.probability(support.vector(p)), p.c) for p in self.further_pairs(ranking, chosen, further.considered)]
-            fits = [(prob, c) for prob, c in scored if _length(chosen) + min(len(c.text), _MAX_SENTENCE_CHARS) <= budget]
-            if self.settings.further_same_page:
-                page = (chosen[0].hit.chunk.source, chosen[0].hit.chunk.page)
-                fits = [(prob, c) for prob, c in fits if (c.hit.chunk.source, c.hit.chunk.page) == page]
+            pairs = [
+                p for p in self.further_pairs(ranking, chosen, further.considered)
+                if _length(chosen) + min(len(p.c.text), _MAX_SENTENCE_CHARS) <= budget
+                and (support.on_best_page(p) or not self.settings.further_same_page)
+            ]
+            fits = [(further.probability(support.vector(p)), p.c) for p in pairs]
             if not fits:
                 return
             prob, c = max(fits, key=lambda pc_: pc_[0])

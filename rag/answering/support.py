@@ -52,14 +52,14 @@ def pair_feature(fn: PairFeature) -> PairFeature:
     return fn
 
 
-def _same_page(p: Pair) -> bool:
+def on_best_page(p: Pair) -> bool:
     return (p.c.hit.chunk.source, p.c.hit.chunk.page) == (p.best.hit.chunk.source, p.best.hit.chunk.page)
 
 
 @pair_feature
 def same_page(p: Pair) -> float:
     """The further line stands on the best line's page."""
-    return float(_same_page(p))
+    return float(on_best_page(p))
 
 
 @pair_feature
